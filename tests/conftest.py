@@ -1,0 +1,22 @@
+"""Test set-up shared by every test: an isolated AIRFLOW_HOME and the emulator fixtures.
+
+The environment is set at import time, before anything imports Airflow, so no test ever touches a
+user's ~/airflow.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_HOME = Path(tempfile.mkdtemp(prefix="flowservice-airflow-home-"))
+os.environ["AIRFLOW_HOME"] = str(_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parent.parent / "example_dags")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflow.db'}"
+os.environ["AIRFLOW__CORE__FERNET_KEY"] = ""
+os.environ.pop("AIRFLOW_CONN_FLOW_SERVICE_DEFAULT", None)
+
+pytest_plugins = ["airflow_provider_flowservice.testing.pytest_plugin"]
