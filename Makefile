@@ -1,7 +1,7 @@
 # The README's commands. Each creates .venv/ in the repo root and installs what it needs.
 PYTHON ?= python3
 AIRFLOW_VERSION ?= 3.3.2
-VENV := .venv
+VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-airflow-$(AIRFLOW_VERSION)
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow-home/$(AIRFLOW_VERSION)
@@ -10,8 +10,11 @@ export AIRFLOW__CORE__UNIT_TEST_MODE := False
 
 .PHONY: install test test-fast lint demo emulator bench soak clean
 
+# A venv built for another Airflow version is rebuilt from scratch: 2.x and 3.x ship different
+# distributions into the same `airflow` package, so installing one over the other is unsafe.
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv
 	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[test,lint]' "apache-airflow==$(AIRFLOW_VERSION)"
 	rm -f $(VENV)/.installed-airflow-*

@@ -1,12 +1,73 @@
-"""Provider metadata read by Airflow's ProvidersManager (``airflow providers list``)."""
+"""Provider metadata read by Airflow's ProvidersManager (``airflow providers list``).
+
+Kept free of imports: Airflow calls this while it discovers providers, before it is ready to
+import hooks. The connection form metadata (``conn-fields``, ``ui-field-behaviour``) is what
+Airflow 3.x shows without importing the hook; Airflow 2.x ignores those keys and asks the hook's
+``get_connection_form_widgets`` / ``get_ui_field_behaviour`` instead. The defaults repeated here
+are checked against :mod:`airflow_provider_flowservice.connection` by the tests.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+_OPTIONAL_STRING = ["string", "null"]
+_DEFAULT_SCOPES = "openid,AdobeID,read_organizations,additional_info.projectedProductContext,session"
+
+
+def _conn_fields() -> dict[str, Any]:
+    return {
+        "org_id": {
+            "label": "IMS org ID",
+            "description": "IMS organization id of the credential, e.g. ABC123DEF456@AdobeOrg (required).",
+            "schema": {"type": _OPTIONAL_STRING},
+        },
+        "sandbox_name": {
+            "label": "Sandbox name",
+            "description": "Technical name of the sandbox (x-sandbox-name), lowercase.",
+            "schema": {"type": _OPTIONAL_STRING, "default": "prod"},
+        },
+        "scopes": {
+            "label": "Scopes",
+            "description": "Scopes of the OAuth Server-to-Server credential, comma-separated.",
+            "schema": {
+                "type": _OPTIONAL_STRING,
+                "default": _DEFAULT_SCOPES,
+            },
+        },
+        "ims_token_url": {
+            "label": "IMS token URL",
+            "description": "Adobe IMS token endpoint.",
+            "schema": {"type": _OPTIONAL_STRING, "default": "https://ims-na1.adobelogin.com/ims/token/v3"},
+        },
+        "access_token": {
+            "label": "Static access token (optional)",
+            "description": "Use this token as-is instead of fetching one with the client secret "
+            "(no renewal; for short tests only).",
+            "schema": {"type": _OPTIONAL_STRING, "format": "password"},
+        },
+    }
+
+
+def _ui_field_behaviour() -> dict[str, Any]:
+    return {
+        "hidden-fields": ["schema", "port"],
+        "relabeling": {"host": "API base URL", "login": "Client ID", "password": "Client secret"},
+        "placeholders": {
+            "host": "https://platform.adobe.io",
+            "login": "0123456789abcdef0123456789abcdef",
+            "password": "p8e-client-secret",
+            "org_id": "ABC123DEF456@AdobeOrg",
+            "sandbox_name": "prod",
+            "scopes": _DEFAULT_SCOPES,
+            "ims_token_url": "https://ims-na1.adobelogin.com/ims/token/v3",
+            "access_token": "leave empty to fetch tokens with the client ID and secret",
+        },
+    }
+
 
 def get_provider_info() -> dict[str, Any]:
-    """Describe the package, its connection type, hook and extra link to Airflow."""
+    """Describe the package, its connection type (with its form), hook and extra link to Airflow."""
     from airflow_provider_flowservice import __version__
 
     return {
@@ -14,10 +75,27 @@ def get_provider_info() -> dict[str, Any]:
         "name": "Adobe Experience Platform Flow Service",
         "description": "On-demand ingestion runs for Adobe Experience Platform dataflows.",
         "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Adobe Experience Platform Flow Service",
+                "external-doc-url": "https://experienceleague.adobe.com/en/docs/experience-platform/sources/"
+                "api-tutorials/on-demand",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "Adobe Experience Platform Flow Service",
+                "python-modules": ["airflow_provider_flowservice.hooks.flow_service"],
+            }
+        ],
         "connection-types": [
             {
                 "connection-type": "adobe_flow_service",
                 "hook-class-name": "airflow_provider_flowservice.hooks.flow_service.FlowServiceHook",
+                "hook-name": "Adobe Experience Platform Flow Service",
+                "conn-fields": _conn_fields(),
+                "ui-field-behaviour": _ui_field_behaviour(),
             }
         ],
         "extra-links": ["airflow_provider_flowservice.links.flow_service.FlowServiceRunLink"],

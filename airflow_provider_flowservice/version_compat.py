@@ -7,6 +7,8 @@ module re-exports from it and only adds what it does not cover.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow import __version__ as _airflow_version
 from airflow.providers.common.compat.sdk import (
     AirflowException,
@@ -27,9 +29,18 @@ AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
 AIRFLOW_V_3_0_PLUS = AIRFLOW_VERSION >= Version("3.0.0")
 AIRFLOW_V_3_3_PLUS = AIRFLOW_VERSION >= Version("3.3.0")
 
+# Retention for task_state_store entries that must outlive every retry (Airflow 3.3+ only; None
+# elsewhere, meaning "use the store's default retention").
+TASK_STATE_NEVER_EXPIRE: timedelta | None
+try:
+    from airflow.sdk.execution_time.context import NEVER_EXPIRE as TASK_STATE_NEVER_EXPIRE
+except ImportError:  # Airflow < 3.3
+    TASK_STATE_NEVER_EXPIRE = None
+
 __all__ = [
     "AIRFLOW_V_3_0_PLUS",
     "AIRFLOW_V_3_3_PLUS",
+    "TASK_STATE_NEVER_EXPIRE",
     "AirflowException",
     "AirflowFailException",
     "AirflowSkipException",

@@ -20,3 +20,16 @@ os.environ["AIRFLOW__CORE__FERNET_KEY"] = ""
 os.environ.pop("AIRFLOW_CONN_FLOW_SERVICE_DEFAULT", None)
 
 pytest_plugins = ["airflow_provider_flowservice.testing.pytest_plugin"]
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """Create the metadata database of the test AIRFLOW_HOME once per session (real Airflow, sqlite)."""
+    cli = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(cli), "db", "migrate"], check=True, capture_output=True, timeout=300, env=os.environ.copy())
+    return _HOME

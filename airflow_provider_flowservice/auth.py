@@ -1,0 +1,415 @@
+"""Adobe IMS OAuth server-to-server tokens, fetched once and shared by the whole process.
+
+Every hook, async hook and trigger in a process shares one cache keyed by (token URL, client id,
+sha256 of the secret, scopes). A token is renewed before it expires; concurrent callers that need
+a token (threads, or tasks of one event loop) cause a single IMS request. On a 401 from the
+gateway a caller invalidates the cached token only if it is the one that failed, so a burst of
+401s triggers one renewal, not one per caller. Tokens and secrets are masked and never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import requests
+
+from airflow_provider_flowservice.connection import FlowServiceConnectionSettings
+from airflow_provider_flowservice.errors import one_line
+from airflow_provider_flowservice.exceptions import FlowServiceApiError, FlowServiceAuthError
+from airflow_provider_flowservice.retry import (
+    RetryPolicy,
+    TransientFailure,
+    acall_with_retry,
+    call_with_retry,
+    redirect_error,
+    transient_from_httpx,
+    transient_from_requests,
+    transient_from_status,
+)
+from airflow_provider_flowservice.version_compat import mask_secret
+
+log = logging.getLogger(__name__)
+
+RENEW_BEFORE_SECONDS = 300.0
+RENEW_BEFORE_FRACTION = 0.1
+DEFAULT_TTL_SECONDS = 3600.0
+TokenKey = tuple[str, str, str, tuple[str, ...]]
+
+_IMS_HINTS = {
+    "invalid_client": "check the connection's login (client ID) and password (client secret) against the "
+    "OAuth Server-to-Server credential in Adobe Developer Console",
+    "unauthorized_client": "the credential may not use client credentials: create an OAuth "
+    "Server-to-Server credential in Adobe Developer Console",
+    "invalid_scope": "set extra scopes to exactly the scopes the credential shows in Adobe Developer Console",
+    "invalid_request": "check extra ims_token_url and the client ID",
+}
+
+
+def _mask(value: str | None) -> None:
+    if value:
+        try:
+            mask_secret(value)
+        except Exception:  # masking must never break a request
+            log.debug("mask_secret failed", exc_info=True)
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """An IMS access token and when to renew it (monotonic clock)."""
+
+    value: str = field(repr=False)
+    expires_at: float
+    ttl: float
+
+    @property
+    def renew_at(self) -> float:
+        """Renew once less than min(5 min, 10% of the lifetime) remains."""
+        return self.expires_at - min(RENEW_BEFORE_SECONDS, RENEW_BEFORE_FRACTION * self.ttl)
+
+    def is_fresh(self, now: float | None = None) -> bool:
+        """Usable without renewal."""
+        return (now if now is not None else time.monotonic()) < self.renew_at
+
+    def is_expired(self, now: float | None = None) -> bool:
+        """Past its lifetime: must not be sent."""
+        return (now if now is not None else time.monotonic()) >= self.expires_at
+
+
+def token_key(settings: FlowServiceConnectionSettings) -> TokenKey:
+    """The cache key of a connection's credentials (the secret only as a hash)."""
+    secret_hash = hashlib.sha256((settings.client_secret or "").encode()).hexdigest()
+    return (settings.ims_token_url, settings.client_id, secret_hash, settings.scopes)
+
+
+class TokenCache:
+    """Process-wide, thread-safe, single-flight token store."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[TokenKey, AccessToken] = {}
+        self._fetch_locks: dict[TokenKey, threading.Lock] = {}
+        self._async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[TokenKey, asyncio.Lock]]
+        self._async_locks = weakref.WeakKeyDictionary()
+        self.fetches = 0
+        """How many tokens this cache fetched (for tests and metrics)."""
+
+    def peek(self, key: TokenKey) -> AccessToken | None:
+        """The cached token for ``key`` if it needs no renewal."""
+        with self._lock:
+            token = self._tokens.get(key)
+        return token if token is not None and token.is_fresh() else None
+
+    def _store(self, key: TokenKey, token: AccessToken) -> None:
+        with self._lock:
+            self._tokens[key] = token
+            self.fetches += 1
+
+    def _fallback(self, key: TokenKey) -> AccessToken | None:
+        with self._lock:
+            token = self._tokens.get(key)
+        return token if token is not None and not token.is_expired() else None
+
+    def get(self, key: TokenKey, fetch: Callable[[], AccessToken]) -> AccessToken:
+        """Return a fresh token, fetching it at most once across concurrent threads."""
+        token = self.peek(key)
+        if token is not None:
+            return token
+        with self._lock:
+            fetch_lock = self._fetch_locks.setdefault(key, threading.Lock())
+        with fetch_lock:
+            token = self.peek(key)
+            if token is not None:
+                return token
+            try:
+                token = fetch()
+            except FlowServiceAuthError:
+                raise
+            except Exception:
+                old = self._fallback(key)
+                if old is None:
+                    raise
+                log.warning("Renewing the IMS token failed; using the current one until it expires.")
+                return old
+            self._store(key, token)
+            return token
+
+    async def aget(self, key: TokenKey, fetch: Callable[[], Awaitable[AccessToken]]) -> AccessToken:
+        """Async twin of :meth:`get`: one fetch per key among the tasks of one event loop."""
+        token = self.peek(key)
+        if token is not None:
+            return token
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            lock = self._async_locks.setdefault(loop, {}).setdefault(key, asyncio.Lock())
+        async with lock:
+            token = self.peek(key)
+            if token is not None:
+                return token
+            try:
+                token = await fetch()
+            except FlowServiceAuthError:
+                raise
+            except Exception:
+                old = self._fallback(key)
+                if old is None:
+                    raise
+                log.warning("Renewing the IMS token failed; using the current one until it expires.")
+                return old
+            self._store(key, token)
+            return token
+
+    def invalidate(self, key: TokenKey, value: str) -> bool:
+        """Drop the cached token only if it is ``value`` (the one that failed); True if dropped."""
+        with self._lock:
+            token = self._tokens.get(key)
+            if token is not None and token.value == value:
+                del self._tokens[key]
+                return True
+        return False
+
+    def clear(self) -> None:
+        """Forget every token (tests)."""
+        with self._lock:
+            self._tokens.clear()
+            self._fetch_locks.clear()
+            self._async_locks.clear()
+            self.fetches = 0
+
+
+TOKEN_CACHE = TokenCache()
+"""The one cache of the process."""
+
+
+def _form(settings: FlowServiceConnectionSettings) -> dict[str, str]:
+    return {
+        "grant_type": "client_credentials",
+        "client_id": settings.client_id,
+        "client_secret": settings.client_secret or "",
+        "scope": ",".join(settings.scopes),
+    }
+
+
+def _token_path(settings: FlowServiceConnectionSettings) -> str:
+    parts = urlsplit(settings.ims_token_url)
+    return f"{parts.netloc}{parts.path}"
+
+
+def _parse_token_response(
+    settings: FlowServiceConnectionSettings, resp: requests.Response | httpx.Response
+) -> AccessToken:
+    """Interpret an IMS answer: a token, a transient failure (raised) or an auth error (raised)."""
+    status, headers, text = resp.status_code, resp.headers, resp.text
+    location = headers.get("Location")
+    path = _token_path(settings)
+    if 300 <= status < 400:
+        raise redirect_error(status, location, "POST", path, urlsplit(settings.ims_token_url).netloc)
+    try:
+        body: Any = json.loads(text) if text else {}
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    transient = transient_from_status(status, headers)
+    if transient is not None:
+        transient.description = f"IMS HTTP {status}"
+        transient.maybe_processed = False  # a token request is safe to repeat
+        raise transient
+    if status >= 400 or not body.get("access_token"):
+        error = str(body.get("error") or body.get("error_code") or f"HTTP {status}")
+        description = str(body.get("error_description") or body.get("message") or "")
+        if settings.client_secret:
+            description = description.replace(settings.client_secret, "***")
+        if not body and text and status >= 400:
+            description = one_line(text, 200)
+        hint = _IMS_HINTS.get(
+            error, "check the connection's client ID, client secret, scopes and ims_token_url"
+        )
+        if status < 400:
+            error, description = "no access_token in the response", ""
+        raise FlowServiceAuthError(
+            f"Adobe IMS refused the credentials of connection '{settings.conn_id}' (HTTP {status} {error}"
+            + (f": {one_line(description, 300)}" if description else "")
+            + f"). Hint: {hint}.",
+            status_code=status,
+            error_code=error,
+            detail=description or None,
+            method="POST",
+            url=path,
+        )
+    value = str(body["access_token"])
+    _mask(value)
+    ttl = _ttl(body.get("expires_in"))
+    return AccessToken(value=value, expires_at=time.monotonic() + ttl, ttl=ttl)
+
+
+def _ttl(raw: Any) -> float:
+    try:
+        ttl = float(raw)
+    except (TypeError, ValueError):
+        return DEFAULT_TTL_SECONDS
+    if ttl > 10 * 86400:  # the retired JWT exchange answered in milliseconds; IMS v3 says seconds
+        ttl /= 1000
+    return max(ttl, 0.0)
+
+
+def fetch_token(
+    settings: FlowServiceConnectionSettings, policy: RetryPolicy, session: requests.Session | None = None
+) -> AccessToken:
+    """Ask IMS for a token with the client-credentials grant (form-encoded), retrying transient errors."""
+    http = session or requests.Session()
+
+    def attempt() -> AccessToken:
+        try:
+            resp = http.post(
+                settings.ims_token_url,
+                data=_form(settings),
+                headers={"Accept": "application/json"},
+                timeout=(settings.connect_timeout, settings.read_timeout),
+                verify=settings.verify,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            failure = transient_from_requests(exc)
+            if failure is None:
+                raise _transport_error(settings, exc) from None
+            failure.maybe_processed = False
+            raise failure from None
+        return _parse_token_response(settings, resp)
+
+    log.info("Requesting an Adobe IMS access token for connection '%s'.", settings.conn_id)
+    return call_with_retry(policy, attempt, method="POST", path=_token_path(settings))
+
+
+async def afetch_token(
+    settings: FlowServiceConnectionSettings, policy: RetryPolicy, client: httpx.AsyncClient
+) -> AccessToken:
+    """Async twin of :func:`fetch_token` on an ``httpx.AsyncClient``."""
+
+    async def attempt() -> AccessToken:
+        try:
+            resp = await client.post(
+                settings.ims_token_url,
+                data=_form(settings),
+                headers={"Accept": "application/json"},
+                follow_redirects=False,
+            )
+        except httpx.HTTPError as exc:
+            failure = transient_from_httpx(exc)
+            if failure is None:
+                raise _transport_error(settings, exc) from None
+            failure.maybe_processed = False
+            raise failure from None
+        return _parse_token_response(settings, resp)
+
+    log.info("Requesting an Adobe IMS access token for connection '%s'.", settings.conn_id)
+    return await acall_with_retry(policy, attempt, method="POST", path=_token_path(settings))
+
+
+def _transport_error(settings: FlowServiceConnectionSettings, exc: Exception) -> FlowServiceApiError:
+    return FlowServiceApiError(
+        f"Could not reach Adobe IMS at {_token_path(settings)} for connection '{settings.conn_id}': "
+        f"{type(exc).__name__}: {one_line(str(exc), 300)}. Check extra ims_token_url and verify_tls.",
+        method="POST",
+        url=_token_path(settings),
+    )
+
+
+class TokenProvider:
+    """Hands out the access token of one connection: the static one, or one from the shared cache."""
+
+    def __init__(
+        self, settings: FlowServiceConnectionSettings, policy: RetryPolicy, cache: TokenCache | None = None
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.cache = cache or TOKEN_CACHE
+        self.key = token_key(settings)
+        _mask(settings.client_secret)
+        _mask(settings.access_token)
+
+    @property
+    def static(self) -> bool:
+        """True when the connection has a fixed access token (no renewal possible)."""
+        return self.settings.uses_static_token
+
+    def get(self, session: requests.Session | None = None) -> str:
+        """A usable token (sync)."""
+        if self.settings.access_token:
+            return self.settings.access_token
+        return self.cache.get(self.key, lambda: fetch_token(self.settings, self.policy, session)).value
+
+    async def aget(self, client: httpx.AsyncClient) -> str:
+        """A usable token (async)."""
+        if self.settings.access_token:
+            return self.settings.access_token
+        token = await self.cache.aget(self.key, lambda: afetch_token(self.settings, self.policy, client))
+        return token.value
+
+    def invalidate(self, value: str) -> None:
+        """The gateway refused ``value``: forget it if it is still the cached one."""
+        if not self.settings.access_token and self.cache.invalidate(self.key, value):
+            log.info(
+                "The gateway refused the cached access token of connection '%s'; renewing it.",
+                self.settings.conn_id,
+            )
+
+    @staticmethod
+    def is_token_refusal(api_error: FlowServiceApiError) -> bool:
+        """True when a 401 is about the token (gateway ``401xxx`` or no code), so renewing may help.
+
+        Flow Service's own 401s (``2001-401`` / ``2002-401``: org header missing or wrong) are not.
+        """
+        code = api_error.error_code or ""
+        return not code or (code.isdigit() and code.startswith("401"))
+
+    def refused_error(self, api_error: FlowServiceApiError) -> FlowServiceAuthError:
+        """The error for a 401 that renewal could not fix (or that no renewal can fix: static token)."""
+        conn_id = self.settings.conn_id
+        if not self.is_token_refusal(api_error):
+            why = f"connection '{conn_id}' was refused; fix its org_id extra as the hint says"
+        elif self.static:
+            why = (
+                f"the static access_token of connection '{conn_id}' was refused and cannot be "
+                "renewed. Replace extra access_token with a current token, or remove it and set the client "
+                "secret as the password so tokens are fetched and renewed automatically"
+            )
+        else:
+            why = (
+                f"a freshly issued IMS token of connection '{conn_id}' was refused too. "
+                "Check that org_id belongs to the credential and that the credential has the "
+                "Experience Platform API"
+            )
+        return FlowServiceAuthError(
+            f"{api_error} -- {why}.",
+            status_code=api_error.status_code,
+            error_code=api_error.error_code,
+            title=api_error.title,
+            detail=api_error.detail,
+            request_id=api_error.request_id,
+            method=api_error.method,
+            url=api_error.url,
+            run_id=api_error.run_id,
+        )
+
+
+__all__ = [
+    "TOKEN_CACHE",
+    "AccessToken",
+    "TokenCache",
+    "TokenProvider",
+    "TransientFailure",
+    "afetch_token",
+    "fetch_token",
+    "token_key",
+]

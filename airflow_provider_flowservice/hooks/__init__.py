@@ -1,0 +1,1 @@
+"""Hooks: :mod:`airflow_provider_flowservice.hooks.flow_service`."""

@@ -1,0 +1,173 @@
+"""What a finished flow run means for the Airflow task, decided in one place.
+
+The operator (blocking and deferred), the sensor and trigger-event handling all apply the same rules:
+
+- ``failed``: raise :class:`FlowServiceRunError` with the run id, status and every error;
+- ``partialSuccess``: raise, unless ``allow_partial_success=True``, then succeed with a warning;
+- ``success``: succeed; errors below the flow's threshold (a success may carry some) are logged
+  as a warning.
+
+Every function accepts a :class:`FlowRun` or its :meth:`FlowRun.summary` dict (what travels in
+trigger events), so deferred and blocking paths give the same messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow_provider_flowservice.exceptions import FlowServiceError, FlowServiceRunError
+from airflow_provider_flowservice.models import FlowRun, RunError
+from airflow_provider_flowservice.status import FlowRunStatus
+from airflow_provider_flowservice.window import iso_utc
+
+log = logging.getLogger(__name__)
+
+RunLike = FlowRun | Mapping[str, Any]
+"""A :class:`FlowRun` or a ``FlowRun.summary()`` dict."""
+
+#: At most this many errors are written into one message (the count of the rest is given).
+MAX_ERRORS_SHOWN = 20
+
+
+def as_summary(run: RunLike) -> dict[str, Any]:
+    """The JSON-safe summary dict of a run (``FlowRun.summary()`` shape)."""
+    if isinstance(run, FlowRun):
+        return run.summary()
+    return dict(run)
+
+
+def run_errors(run: RunLike) -> tuple[RunError, ...]:
+    """All errors a run reports (status summary and activities), deduplicated, in order."""
+    if isinstance(run, FlowRun):
+        return run.errors
+    errors = []
+    for item in run.get("errors") or ():
+        if isinstance(item, RunError):
+            errors.append(item)
+        elif isinstance(item, Mapping):
+            errors.append(RunError(code=str(item.get("code") or ""), message=str(item.get("message") or "")))
+    return tuple(dict.fromkeys(errors))
+
+
+def format_errors(errors: Sequence[RunError]) -> str:
+    """Errors as ``CODE: message; CODE: message`` (bounded; the rest counted)."""
+    if not errors:
+        return "no error details reported"
+    shown = "; ".join(str(e) for e in errors[:MAX_ERRORS_SHOWN])
+    if len(errors) > MAX_ERRORS_SHOWN:
+        shown += f"; ... and {len(errors) - MAX_ERRORS_SHOWN} more"
+    return shown
+
+
+def run_status(run: RunLike) -> FlowRunStatus:
+    """The parsed status of a run or summary dict."""
+    if isinstance(run, FlowRun):
+        return run.status
+    return FlowRunStatus.parse(run.get("status"))
+
+
+def apply_outcome(
+    run: RunLike,
+    *,
+    allow_partial_success: bool = False,
+    logger: logging.Logger | Any | None = None,
+    run_url: str | None = None,
+) -> FlowRunStatus:
+    """Apply the outcome rules to a terminal run: return its status, or raise.
+
+    :param run: the finished run (``FlowRun`` or its summary dict).
+    :param allow_partial_success: treat ``partialSuccess`` as success (with a warning).
+    :param logger: where warnings go (the task's logger); defaults to this module's logger.
+    :param run_url: link to the run in the Experience Platform UI, added to messages when given.
+    :raises FlowServiceRunError: the run failed, or partially succeeded when that is not allowed.
+    :raises FlowServiceError: the run is not finished (a caller bug: check ``is_terminal`` first).
+    """
+    logger = logger or log
+    summary = as_summary(run)
+    run_id = str(summary.get("run_id"))
+    raw = summary.get("status")
+    status = run_status(run)
+    errors = run_errors(run)
+    where = f" See {run_url}" if run_url else ""
+
+    if status is FlowRunStatus.FAILED:
+        raise FlowServiceRunError(
+            f"Flow run {run_id} (flow {summary.get('flow_id')}) ended with status {raw!r}. "
+            f"Errors: {format_errors(errors)}.{where}",
+            run_id=run_id,
+            status=str(raw),
+            errors=errors,
+        )
+    if status is FlowRunStatus.PARTIAL_SUCCESS:
+        if not allow_partial_success:
+            raise FlowServiceRunError(
+                f"Flow run {run_id} (flow {summary.get('flow_id')}) ended with status {raw!r}: some "
+                f"records were not ingested. Errors: {format_errors(errors)}. To accept partial "
+                f"ingestion, set allow_partial_success=True.{where}",
+                run_id=run_id,
+                status=str(raw),
+                errors=errors,
+            )
+        logger.warning(
+            "Flow run %s ended with status %r; accepted because allow_partial_success=True. Errors: %s",
+            run_id,
+            raw,
+            format_errors(errors),
+        )
+        return status
+    if status is FlowRunStatus.SUCCESS:
+        if errors:
+            logger.warning(
+                "Flow run %s succeeded but reported errors below the dataflow's error threshold: %s",
+                run_id,
+                format_errors(errors),
+            )
+        return status
+    raise FlowServiceError(f"Flow run {run_id} has not finished (status {raw!r}); no outcome to apply yet.")
+
+
+def format_summary(run: RunLike, *, window: Any | None = None) -> str:
+    """The end-of-run lines a person reads in the task log.
+
+    Run id, final status, window, record counts (input/output/failed), file counts, duration.
+
+    :param window: a :class:`~airflow_provider_flowservice.window.Window` (or anything with
+        ``describe()``); defaults to the window the run reports.
+    """
+    s = as_summary(run)
+    if window is not None and hasattr(window, "describe"):
+        window_text = window.describe()
+    elif s.get("window_start") is not None and s.get("window_end") is not None:
+        ws, we = int(s["window_start"]), int(s["window_end"])
+        window_text = f"{iso_utc(ws)} -> {iso_utc(we)} (unix seconds {ws} -> {we})"
+    else:
+        window_text = "not reported"
+
+    def counts(data: Mapping[str, Any] | None, kind: str) -> str:
+        data = data or {}
+        parts = [
+            f"{label} {data.get(key) if data.get(key) is not None else 'n/a'}"
+            for label, key in (
+                ("input", f"input{kind}Count"),
+                ("output", f"output{kind}Count"),
+                ("failed", f"failed{kind}Count"),
+            )
+        ]
+        return ", ".join(parts)
+
+    duration = s.get("duration_seconds")
+    duration_text = f"{duration:.1f} s" if isinstance(duration, int | float) else "not reported"
+    errors = run_errors(run)
+    lines = [
+        f"Flow run {s.get('run_id')} finished: status {s.get('status')!r}",
+        f"  flow:     {s.get('flow_id')}",
+        f"  window:   {window_text}",
+        f"  records:  {counts(s.get('records'), 'Record')}",
+        f"  files:    {counts(s.get('files'), 'File')}",
+        f"  duration: {duration_text}",
+    ]
+    if errors:
+        lines.append(f"  errors:   {format_errors(errors)}")
+    return "\n".join(lines)

@@ -1,0 +1,322 @@
+"""Bounded retries of transient failures, the same for requests (sync) and httpx (async).
+
+Transient: connection errors, connect/read timeouts, resets, and HTTP 429/500/502/503/504.
+Waits grow exponentially with jitter, honour ``Retry-After`` (seconds or an HTTP date) and are
+capped by ``max_backoff`` and by what is left of ``max_total_seconds``. The policy is a small
+JSON-safe value so it can travel in a trigger's serialized kwargs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC
+from typing import Any, TypeVar
+
+import httpx
+import requests
+import tenacity
+
+from airflow_provider_flowservice.exceptions import (
+    FlowServiceApiError,
+    FlowServiceConfigError,
+    FlowServiceRetryError,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to retry transient failures.
+
+    :param max_attempts: attempts in all, first one included.
+    :param initial_backoff: seconds before the first retry; doubles each time (with jitter).
+    :param max_backoff: the longest single wait, ``Retry-After`` included.
+    :param max_total_seconds: time budget from the first attempt; no retry starts after it.
+    """
+
+    max_attempts: int = 6
+    initial_backoff: float = 1.0
+    max_backoff: float = 30.0
+    max_total_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        if (
+            not isinstance(self.max_attempts, int)
+            or isinstance(self.max_attempts, bool)
+            or self.max_attempts < 1
+        ):
+            raise FlowServiceConfigError(
+                f"RetryPolicy max_attempts={self.max_attempts!r} is invalid: use an integer >= 1."
+            )
+        for name in ("initial_backoff", "max_backoff", "max_total_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise FlowServiceConfigError(f"RetryPolicy {name}={value!r} is invalid: use a number >= 0.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (for trigger kwargs)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> RetryPolicy:
+        """Inverse of :meth:`to_dict`; missing keys take defaults, unknown keys are an error."""
+        if not data:
+            return cls()
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise FlowServiceConfigError(
+                f"RetryPolicy got unknown key(s) {unknown}; known keys are {sorted(known)}."
+            )
+        return cls(**dict(data))
+
+    @classmethod
+    def coerce(cls, value: RetryPolicy | Mapping[str, Any] | None) -> RetryPolicy:
+        """Accept a policy, its dict form, or ``None`` (defaults)."""
+        if isinstance(value, RetryPolicy):
+            return value
+        if value is None or isinstance(value, Mapping):
+            return cls.from_dict(value)
+        raise FlowServiceConfigError(
+            f"retry must be a RetryPolicy or a dict of its fields, not {type(value).__name__}."
+        )
+
+    def backoff(self, attempt: int) -> float:
+        """Wait after failed attempt number ``attempt`` (1-based): exponential with equal jitter."""
+        base = min(self.max_backoff, self.initial_backoff * (2 ** max(0, attempt - 1)))
+        return base / 2 + random.uniform(0, base / 2)  # noqa: S311 - jitter, not crypto
+
+
+class TransientFailure(Exception):
+    """An attempt failed in a way worth retrying.
+
+    :param description: what happened, for the final error message.
+    :param status_code: the HTTP status, when there was a response.
+    :param retry_after: seconds the server asked us to wait.
+    :param maybe_processed: the request may have reached the server (read timeout, dropped
+        connection, 5xx): a non-idempotent request must check before it is sent again.
+    :param still_processing: no answer came in time (read timeout, 504): the server may still be
+        working on the request, so its effect may show up only later.
+    :param api_error: the parsed error body, when there was one.
+    """
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        maybe_processed: bool = True,
+        still_processing: bool = False,
+        api_error: FlowServiceApiError | None = None,
+    ) -> None:
+        super().__init__(description)
+        self.description = description
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.maybe_processed = maybe_processed
+        self.still_processing = still_processing
+        self.api_error = api_error
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date); None if absent/invalid."""
+    if value is None or not str(value).strip():
+        return None
+    text = str(value).strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = now if now is not None else time.time()
+    return max(0.0, when.timestamp() - current)
+
+
+def transient_from_status(
+    status: int, headers: Mapping[str, str], api_error: FlowServiceApiError | None = None
+) -> TransientFailure | None:
+    """A :class:`TransientFailure` for 429/5xx responses, else None. A 429 was not processed."""
+    if status not in TRANSIENT_STATUSES:
+        return None
+    description = str(api_error) if api_error else f"HTTP {status}"
+    return TransientFailure(
+        description,
+        status_code=status,
+        retry_after=parse_retry_after(headers.get("Retry-After") or headers.get("retry-after")),
+        maybe_processed=status != 429,
+        still_processing=status == 504,
+        api_error=api_error,
+    )
+
+
+def _never_reached_requests(exc: requests.RequestException) -> bool:
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError | ConnectTimeoutError)
+
+
+def transient_from_requests(exc: requests.RequestException) -> TransientFailure | None:
+    """Classify a requests exception: transient ones become :class:`TransientFailure`, others None."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return None
+    if isinstance(
+        exc, requests.Timeout | requests.ConnectionError | requests.exceptions.ChunkedEncodingError
+    ):
+        read_timeout = isinstance(exc, requests.ReadTimeout)
+        kind = "read timeout" if read_timeout else type(exc).__name__
+        return TransientFailure(
+            f"{kind}: {_short(exc)}",
+            maybe_processed=not _never_reached_requests(exc),
+            still_processing=read_timeout,
+        )
+    return None
+
+
+def transient_from_httpx(exc: httpx.HTTPError) -> TransientFailure | None:
+    """Classify an httpx exception: transient ones become :class:`TransientFailure`, others None."""
+    if isinstance(exc, httpx.ConnectError) and "CERTIFICATE" in str(exc).upper():
+        return None
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return TransientFailure(f"{type(exc).__name__}: {_short(exc)}", maybe_processed=False)
+    if isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError):
+        read_timeout = isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout)
+        kind = "read timeout" if isinstance(exc, httpx.ReadTimeout) else type(exc).__name__
+        return TransientFailure(f"{kind}: {_short(exc)}", maybe_processed=True, still_processing=read_timeout)
+    return None
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+class _Wait(tenacity.wait.wait_base):
+    """Exponential backoff with jitter, Retry-After honoured, capped by max_backoff and the budget."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        delay = self.policy.backoff(retry_state.attempt_number)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            delay = float(retry_after)
+        remaining = self.policy.max_total_seconds - (retry_state.seconds_since_start or 0.0)
+        return max(0.0, min(delay, self.policy.max_backoff, remaining))
+
+
+def _tenacity_kwargs(policy: RetryPolicy, method: str, path: str) -> dict[str, Any]:
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "Flow Service %s %s attempt %d/%d failed (%s); retrying in %.2f s.",
+            method,
+            path,
+            state.attempt_number,
+            policy.max_attempts,
+            exc,
+            wait,
+        )
+
+    return {
+        "stop": tenacity.stop_after_attempt(policy.max_attempts)
+        | tenacity.stop_after_delay(policy.max_total_seconds),
+        "wait": _Wait(policy),
+        "retry": tenacity.retry_if_exception_type(TransientFailure),
+        "before_sleep": before_sleep,
+        "reraise": True,
+    }
+
+
+def _give_up(
+    policy: RetryPolicy, method: str, path: str, *, attempts: int, started: float, last: TransientFailure
+) -> FlowServiceRetryError:
+    elapsed = time.monotonic() - started
+    api = last.api_error
+    message = (
+        f"Flow Service {method} {path} still failing after {attempts} attempt(s) in {elapsed:.1f} s "
+        f"(retry policy: max_attempts={policy.max_attempts}, "
+        f"max_total_seconds={policy.max_total_seconds:g}); "
+        f"last error: {last.description}"
+    )
+    return FlowServiceRetryError(
+        message,
+        status_code=last.status_code,
+        error_code=api.error_code if api else None,
+        title=api.title if api else None,
+        detail=api.detail if api else None,
+        request_id=api.request_id if api else None,
+        method=method,
+        url=path,
+        run_id=api.run_id if api else None,
+    )
+
+
+def call_with_retry(policy: RetryPolicy, attempt: Callable[[], T], *, method: str, path: str) -> T:
+    """Call ``attempt`` until it returns, raises a non-transient error, or the policy is spent.
+
+    :raises FlowServiceRetryError: saying what was tried when transient failures outlast the policy.
+    """
+    started = time.monotonic()
+    retrying = tenacity.Retrying(sleep=time.sleep, **_tenacity_kwargs(policy, method, path))
+    try:
+        return retrying(attempt)
+    except TransientFailure as last:
+        attempts = retrying.statistics.get("attempt_number", policy.max_attempts)
+        raise _give_up(policy, method, path, attempts=attempts, started=started, last=last) from None
+
+
+async def acall_with_retry(
+    policy: RetryPolicy, attempt: Callable[[], Awaitable[T]], *, method: str, path: str
+) -> T:
+    """Async twin of :func:`call_with_retry`; waits with ``asyncio.sleep``, never blocks the loop."""
+    started = time.monotonic()
+    retrying = tenacity.AsyncRetrying(sleep=asyncio.sleep, **_tenacity_kwargs(policy, method, path))
+
+    async def call() -> T:  # a real coroutine function, whatever callable ``attempt`` is
+        return await attempt()
+
+    try:
+        return await retrying(call)
+    except TransientFailure as last:
+        attempts = retrying.statistics.get("attempt_number", policy.max_attempts)
+        raise _give_up(policy, method, path, attempts=attempts, started=started, last=last) from None
+
+
+def redirect_error(
+    status: int, location: str | None, method: str, path: str, expected_host: str
+) -> FlowServiceApiError:
+    """Redirects are never followed (the token must not reach another host): explain and refuse."""
+    from urllib.parse import urlsplit
+
+    target = urlsplit(location or "").netloc or expected_host
+    return FlowServiceApiError(
+        f"Flow Service {method} {path} answered HTTP {status}, a redirect to host '{target}'. Redirects are "
+        f"not followed so credentials never leave '{expected_host}'. Set the connection host to the API "
+        "base URL itself (e.g. https://platform.adobe.io).",
+        status_code=status,
+        method=method,
+        url=path,
+    )

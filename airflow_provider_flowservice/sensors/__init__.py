@@ -1,0 +1,1 @@
+"""Sensors of the Flow Service provider: :mod:`airflow_provider_flowservice.sensors.flow_service`."""

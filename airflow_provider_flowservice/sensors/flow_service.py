@@ -1,0 +1,238 @@
+"""Wait for a flow run that already exists (e.g. created with ``wait_for_completion=False``).
+
+The sensor works in ``poke``, ``reschedule`` and deferrable modes with the same rules as the
+operator (see :mod:`airflow_provider_flowservice.outcome`): a ``failed`` run fails the sensor as
+soon as it is seen, with the run's errors, instead of waiting for the timeout; ``partialSuccess``
+fails unless ``allow_partial_success=True``. With ``soft_fail=True`` those outcomes, and a
+timeout, skip the task instead, on Airflow 2.11 and 3.x alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, PokeReturnValue
+
+from airflow_provider_flowservice.exceptions import (
+    FlowServiceConfigError,
+    FlowServiceError,
+    FlowServiceRunError,
+)
+from airflow_provider_flowservice.links.flow_service import RUN_URL_XCOM_KEY, FlowServiceRunLink
+from airflow_provider_flowservice.outcome import apply_outcome, as_summary, format_summary
+from airflow_provider_flowservice.triggers.flow_service import (
+    EVENT_TERMINAL,
+    EVENT_TIMEOUT,
+    FlowServiceRunTrigger,
+    is_transient,
+)
+from airflow_provider_flowservice.version_compat import (
+    AirflowFailException,
+    AirflowSkipException,
+    BaseSensorOperator,
+    conf,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
+    from airflow_provider_flowservice.models import FlowRun
+    from airflow_provider_flowservice.retry import RetryPolicy
+    from airflow_provider_flowservice.version_compat import Context
+
+#: Seconds between polls when neither ``poll_interval`` nor ``poke_interval`` is given.
+DEFAULT_POLL_INTERVAL = 30.0
+
+_NOT_A_RUN_ID = {"", "none", "null"}
+
+
+class FlowServiceRunOutcomeError(FlowServiceRunError, AirflowFailException):
+    """The watched run ended ``failed`` (or ``partialSuccess`` when not allowed).
+
+    A finished run never changes, so the sensor fails without retries (``AirflowFailException``);
+    it is still a :class:`FlowServiceRunError` with the run id, status and errors.
+    """
+
+
+def _seconds(value: float | timedelta, name: str) -> float:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+        raise FlowServiceConfigError(
+            f"{name} {value!r} must be a positive number of seconds or a timedelta, e.g. {name}=60."
+        )
+    return float(seconds)
+
+
+class FlowServiceRunSensor(BaseSensorOperator):
+    """Wait until a Flow Service run ends; succeed, warn or fail by its final status.
+
+    Returns the run's summary (``FlowRun.summary()``: status, errors, window, record and file
+    counts) as XCom, and pushes the run's UI URL to XCom ``run_url`` for the extra link.
+
+    :param run_id: the flow run to watch. Templated, e.g.
+        ``"{{ ti.xcom_pull(task_ids='create_run') }}"``.
+    :param flow_service_conn_id: the Airflow connection (type ``adobe_flow_service``).
+    :param allow_partial_success: succeed (with a warning) when the run ends ``partialSuccess``.
+    :param deferrable: wait in the triggerer instead of the worker. Default:
+        ``[operators] default_deferrable``.
+    :param poll_interval: seconds (or timedelta) between status polls; the sensor's
+        ``poke_interval``. Default 30 s.
+    :param retry: HTTP retry settings for the hook and the trigger.
+    :param timeout: (BaseSensorOperator) longest wait; in deferrable mode the trigger's deadline.
+    :param soft_fail: (BaseSensorOperator) skip instead of failing on a failed run, a refused
+        ``partialSuccess`` or a timeout.
+    """
+
+    template_fields: Sequence[str] = ("run_id",)
+    operator_extra_links = (FlowServiceRunLink(),)
+    ui_color = "#fa0f00"
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        flow_service_conn_id: str = "flow_service_default",
+        allow_partial_success: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float | timedelta | None = None,
+        retry: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if poll_interval is not None:
+            if kwargs.get("poke_interval") is not None:
+                raise FlowServiceConfigError(
+                    f"Both poll_interval={poll_interval!r} and poke_interval={kwargs['poke_interval']!r} "
+                    "were given to FlowServiceRunSensor; they are the same setting: pass only poll_interval."
+                )
+            kwargs["poke_interval"] = _seconds(poll_interval, "poll_interval")
+        elif kwargs.get("poke_interval") is None:
+            kwargs["poke_interval"] = DEFAULT_POLL_INTERVAL
+        super().__init__(**kwargs)
+        self.run_id = run_id
+        self.flow_service_conn_id = flow_service_conn_id
+        self.allow_partial_success = allow_partial_success
+        self.deferrable = deferrable
+        self.retry = retry
+        self._last_status: str | None = None
+        self._url_pushed = False
+
+    @cached_property
+    def hook(self) -> FlowServiceHook:
+        """The sync hook, created on first use (never while the DAG is parsed)."""
+        from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
+
+        return FlowServiceHook(self.flow_service_conn_id, retry=self.retry)
+
+    # ----------------------------------------------------------------- execute
+
+    def execute(self, context: Context) -> Any:
+        """Check the run id, then poke / reschedule (base class loop) or defer to the trigger."""
+        run_id = self._checked_run_id()
+        self._last_status, self._url_pushed = None, False
+        mode = "deferrable" if self.deferrable else self.mode
+        self.log.info(
+            "Waiting for flow run %s (%s mode, polling every %s s, timeout %s s).",
+            run_id, mode, self.poke_interval, self.timeout,
+        )
+        if self.deferrable:
+            return self._execute_deferrable(context, run_id)
+        try:
+            return super().execute(context)
+        except AirflowSensorTimeout as exc:
+            raise AirflowSensorTimeout(
+                f"{exc} Flow run {run_id} was still {self._last_status or 'not readable'!r}. The run "
+                "continues in Experience Platform; raise timeout=... on the sensor to wait longer."
+            ) from exc
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        """One status poll: False while running, the summary when done; raises on a failed run."""
+        run = self._poll(context, self._checked_run_id())
+        if run is None or not run.status.is_terminal:
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=self._complete(run))
+
+    def execute_complete(self, context: Context, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Resume after the trigger fired: same outcome rules as poke mode."""
+        run_id = str(event.get("run_id") or self.run_id)
+        status = event.get("status")
+        summary = event.get("summary")
+        if status == EVENT_TERMINAL and summary:
+            return self._complete(summary)
+        if status == EVENT_TIMEOUT:
+            message = (
+                f"{event.get('message')} The sensor's timeout was {self.timeout:.0f} s "
+                "(set timeout=... on the sensor to wait longer)."
+            )
+            if self.soft_fail:
+                self.log.warning("%s Skipping: soft_fail=True.", message)
+                raise AirflowSkipException(f"{message} Skipping: soft_fail=True.")
+            raise AirflowSensorTimeout(message)
+        raise FlowServiceError(event.get("message") or f"Waiting for flow run {run_id} failed: {event!r}")
+
+    # ----------------------------------------------------------------- helpers
+
+    def _execute_deferrable(self, context: Context, run_id: str) -> Any:
+        """Look once (a finished run needs no trigger), then hand the wait to the triggerer."""
+        run = self._poll(context, run_id)
+        if run is not None and run.status.is_terminal:
+            return self._complete(run)
+        self.log.info("Deferring: the triggerer polls flow run %s until it ends.", run_id)
+        self.defer(
+            trigger=FlowServiceRunTrigger(
+                run_id=run_id,
+                flow_service_conn_id=self.flow_service_conn_id,
+                poll_interval=self.poke_interval,
+                end_time=time.time() + self.timeout,
+                retry=self.retry.to_dict() if self.retry is not None else None,
+                flow_id=run.flow_id if run is not None else None,
+            ),
+            method_name="execute_complete",
+        )
+
+    def _checked_run_id(self) -> str:
+        run_id = self.run_id.strip() if isinstance(self.run_id, str) else self.run_id
+        if not isinstance(run_id, str) or run_id.lower() in _NOT_A_RUN_ID or "/" in run_id:
+            raise FlowServiceConfigError(
+                f"run_id {self.run_id!r} is not a flow run id. If it comes from XCom, check that the "
+                "upstream task pushed one: e.g. run_id=\"{{ ti.xcom_pull(task_ids='create_run') }}\" "
+                "with the task id of the FlowServiceCreateRunOperator, which must run before this sensor."
+            )
+        return run_id
+
+    def _poll(self, context: Context, run_id: str) -> FlowRun | None:
+        """Read the run; None after a transient error (logged: the next poll tries again)."""
+        try:
+            run = self.hook.get_run(run_id)
+        except FlowServiceError as exc:
+            if not is_transient(exc):
+                raise
+            self.log.warning("Transient error polling flow run %s (will poll again): %s", run_id, exc)
+            return None
+        if run.raw_status != self._last_status:
+            self.log.info("Flow run %s status: %s", run_id, run.raw_status)
+            self._last_status = run.raw_status
+        if not self._url_pushed and run.flow_id:
+            context["ti"].xcom_push(key=RUN_URL_XCOM_KEY, value=self.hook.run_ui_url(run.flow_id, run_id))
+            self._url_pushed = True
+        return run
+
+    def _complete(self, run: FlowRun | Mapping[str, Any]) -> dict[str, Any]:
+        """Log the summary and apply the outcome rules; return the summary for XCom."""
+        self.log.info("%s", format_summary(run))
+        try:
+            apply_outcome(run, allow_partial_success=self.allow_partial_success, logger=self.log)
+        except FlowServiceRunError as exc:
+            self._fail(exc)
+        return as_summary(run)
+
+    def _fail(self, exc: FlowServiceRunError) -> NoReturn:
+        """Fail without retries (the run is final), or skip under soft_fail; the message is kept."""
+        if self.soft_fail:
+            self.log.warning("%s Skipping: soft_fail=True.", exc)
+            raise AirflowSkipException(f"{exc} Skipping: soft_fail=True.") from exc
+        raise FlowServiceRunOutcomeError(
+            str(exc), run_id=exc.run_id, status=exc.status, errors=exc.errors
+        ) from exc

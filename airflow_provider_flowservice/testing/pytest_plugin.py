@@ -1,0 +1,30 @@
+"""Opt-in pytest fixtures: ``pytest_plugins = ["airflow_provider_flowservice.testing.pytest_plugin"]``.
+
+``flow_service_emulator`` gives a running emulator per test; ``flow_service_conn`` also points
+``AIRFLOW_CONN_FLOW_SERVICE_DEFAULT`` at it, so hooks and operators with the default connection
+id talk to the emulator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
+
+
+@pytest.fixture
+def flow_service_emulator() -> Iterator[FlowServiceEmulator]:
+    """A started emulator on a free port, stopped after the test."""
+    with FlowServiceEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def flow_service_conn(
+    flow_service_emulator: FlowServiceEmulator, monkeypatch: pytest.MonkeyPatch
+) -> FlowServiceEmulator:
+    """The emulator, with the default Flow Service connection set to it for this test."""
+    monkeypatch.setenv("AIRFLOW_CONN_FLOW_SERVICE_DEFAULT", flow_service_emulator.connection_json())
+    return flow_service_emulator

@@ -1,0 +1,204 @@
+"""Wait for a flow run in the triggerer, without holding a worker slot.
+
+The trigger polls ``GET /runs/{id}`` through the async hook, so it never blocks the triggerer's
+event loop (no sync HTTP, no ``time.sleep``). It carries everything it needs (run id, connection
+id, poll interval, absolute deadline and retry settings) in its serialized kwargs, so a triggerer
+restart resumes polling the same run, and it fires exactly one event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_flowservice.exceptions import (
+    FlowServiceApiError,
+    FlowServiceAuthError,
+    FlowServiceRetryError,
+)
+from airflow_provider_flowservice.models import FlowRun
+
+#: Event ``status`` values.
+EVENT_TERMINAL = "terminal"
+EVENT_TIMEOUT = "timeout"
+EVENT_ERROR = "error"
+
+#: A poll request may run at least this long even when the deadline is nearer (one last look).
+MIN_REQUEST_SECONDS = 5.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors worth polling through: retry budget spent, 429, 5xx, timeouts, connection errors.
+
+    Auth errors, 404 and other 4xx are not transient: polling again cannot fix them.
+    """
+    if isinstance(exc, FlowServiceRetryError):
+        return True
+    if isinstance(exc, FlowServiceAuthError):
+        return False
+    if isinstance(exc, FlowServiceApiError):
+        code = exc.status_code
+        return code is None or code == 429 or code >= 500
+    if isinstance(exc, OSError):  # includes TimeoutError and ConnectionError
+        return True
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - httpx is a dependency
+        return False
+    return isinstance(exc, httpx.TransportError)
+
+
+class FlowServiceRunTrigger(BaseTrigger):
+    """Poll a flow run until it ends or the deadline passes; fire one event.
+
+    The event payload (a dict)::
+
+        {"status": "terminal" | "timeout" | "error",
+         "run_id": str,
+         "run_status": raw status string of the last poll, or None,
+         "summary": FlowRun.summary() of the last successful poll, or None,
+         "message": str}            # for a person: what happened and what to do
+
+    Apply :func:`airflow_provider_flowservice.outcome.apply_outcome` to ``summary`` of a
+    ``terminal`` event.
+
+    :param run_id: the flow run to watch.
+    :param flow_service_conn_id: Airflow connection id (only the id travels; never a secret).
+    :param poll_interval: seconds between polls.
+    :param end_time: deadline as unix epoch seconds; a ``timeout`` event fires once it passes.
+    :param retry: ``RetryPolicy.to_dict()`` for the async hook; None = the hook's default.
+    :param flow_id: the dataflow id, for messages only.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        *,
+        flow_service_conn_id: str = "flow_service_default",
+        poll_interval: float = 30.0,
+        end_time: float | None = None,
+        retry: Mapping[str, Any] | None = None,
+        flow_id: str | None = None,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.run_id = run_id
+        self.flow_service_conn_id = flow_service_conn_id
+        self.poll_interval = float(poll_interval)
+        self.end_time = float(end_time) if end_time is not None else time.time() + 24 * 3600
+        self.retry = dict(retry) if retry is not None else None
+        self.flow_id = flow_id
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Class path and JSON-safe kwargs (ids, numbers and retry settings; no secret)."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "run_id": self.run_id,
+                "flow_service_conn_id": self.flow_service_conn_id,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+                "retry": self.retry,
+                "flow_id": self.flow_id,
+            },
+        )
+
+    def _make_hook(self) -> Any:
+        from airflow_provider_flowservice.hooks.flow_service import FlowServiceAsyncHook
+        from airflow_provider_flowservice.retry import RetryPolicy
+
+        policy = RetryPolicy.from_dict(self.retry) if self.retry is not None else None
+        return FlowServiceAsyncHook(self.flow_service_conn_id, retry=policy)
+
+    def _event(self, status: str, last: FlowRun | None, message: str) -> TriggerEvent:
+        return TriggerEvent(  # type: ignore[no-untyped-call]
+            {
+                "status": status,
+                "run_id": self.run_id,
+                "run_status": last.raw_status if last else None,
+                "summary": last.summary() if last else None,
+                "message": message,
+            }
+        )
+
+    def _what(self) -> str:
+        return f"flow run {self.run_id}" + (f" (flow {self.flow_id})" if self.flow_id else "")
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll until terminal, deadline or a non-transient error; yield exactly one event."""
+        last: FlowRun | None = None
+        last_logged: str | None = None
+        polls = 0
+        ended = False  # set before the one event is yielded: a cancel after it is the normal cleanup
+        try:
+            hook = self._make_hook()
+        except Exception as exc:  # e.g. invalid retry settings
+            message = f"Cannot wait for {self._what()}: {type(exc).__name__}: {exc}"
+            self.log.error("%s", message)
+            yield self._event(EVENT_ERROR, None, message)
+            return
+        try:
+            self.log.info(
+                "Waiting for %s: polling every %s s until %s (unix %s).",
+                self._what(), self.poll_interval,
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.end_time)), int(self.end_time),
+            )
+            while True:
+                remaining = self.end_time - time.time()
+                try:
+                    run = await asyncio.wait_for(
+                        hook.get_run(self.run_id), timeout=max(remaining, MIN_REQUEST_SECONDS)
+                    )
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if not is_transient(exc):
+                        message = (
+                            f"Stopped waiting for {self._what()}: {type(exc).__name__}: {exc}. "
+                            "This error does not go away by polling again; the run itself may still be "
+                            "going on in Experience Platform."
+                        )
+                        self.log.error("%s", message)
+                        ended = True
+                        yield self._event(EVENT_ERROR, last, message)
+                        return
+                    self.log.warning(
+                        "Transient error polling %s (will keep polling until the deadline): %s: %s",
+                        self._what(), type(exc).__name__, exc,
+                    )
+                else:
+                    polls += 1
+                    last = run
+                    if run.raw_status != last_logged:
+                        self.log.info("Flow run %s status: %s", self.run_id, run.raw_status)
+                        last_logged = run.raw_status
+                    if run.status.is_terminal:
+                        message = f"Flow run {self.run_id} ended with status {run.raw_status!r}."
+                        ended = True
+                        yield self._event(EVENT_TERMINAL, run, message)
+                        return
+                remaining = self.end_time - time.time()
+                if remaining <= 0:
+                    message = (
+                        f"Timed out waiting for {self._what()}: deadline "
+                        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(self.end_time))} passed after "
+                        f"{polls} successful poll(s); last status {last.raw_status if last else None!r}. "
+                        "The run continues in Experience Platform; raise the timeout to wait longer."
+                    )
+                    self.log.warning("%s", message)
+                    ended = True
+                    yield self._event(EVENT_TIMEOUT, last, message)
+                    return
+                await asyncio.sleep(min(self.poll_interval, remaining))
+        except asyncio.CancelledError:
+            if not ended:
+                self.log.info(
+                    "Stopped polling %s: the trigger was cancelled (the run goes on in Experience Platform).",
+                    self._what(),
+                )
+            raise
+        finally:
+            await hook.aclose()

@@ -1,0 +1,616 @@
+"""FlowServiceHook over real HTTP against the local emulator (IMS + Flow Service on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from airflow_provider_flowservice.auth import TOKEN_CACHE
+from airflow_provider_flowservice.connection import DEFAULT_UI_URL_TEMPLATE
+from airflow_provider_flowservice.exceptions import (
+    FlowServiceApiError,
+    FlowServiceAuthError,
+    FlowServiceConfigError,
+    FlowServiceRetryError,
+)
+from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
+from airflow_provider_flowservice.retry import RetryPolicy
+from airflow_provider_flowservice.status import FlowRunStatus
+from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
+from tests.hooks.conftest import FAST
+
+W_START, W_END = 1_651_584_991, 1_651_585_956
+FS = "/data/foundation/flowservice"
+
+
+def fs_requests(em: FlowServiceEmulator, method: str | None = None, path: str = FS) -> list[Any]:
+    return [r for r in em.requests if r.path.startswith(path) and (method is None or r.method == method)]
+
+
+def define(monkeypatch: pytest.MonkeyPatch, em: FlowServiceEmulator, conn_id: str = "flow_service_default",
+           **fields: Any) -> str:
+    """Set AIRFLOW_CONN_<ID> to the emulator's connection JSON with top-level or extra overrides."""
+    conn = json.loads(em.connection_json())
+    for key in ("host", "login", "password"):
+        if key in fields:
+            conn[key] = fields.pop(key)
+    conn["extra"].update(fields)
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    return conn_id
+
+
+@pytest.fixture
+def em(flow_service_conn: FlowServiceEmulator) -> FlowServiceEmulator:
+    return flow_service_conn
+
+
+@pytest.fixture
+def hook(em: FlowServiceEmulator) -> FlowServiceHook:
+    return FlowServiceHook(retry=FAST)
+
+
+# ---------------------------------------------------------------- construction, headers, tokens
+
+
+def test_constructing_a_hook_reads_no_connection_and_sends_nothing(
+    flow_service_emulator: FlowServiceEmulator,
+) -> None:
+    hook = FlowServiceHook("no_such_connection_anywhere")  # would fail if the connection were read
+    assert hook.flow_service_conn_id == "no_such_connection_anywhere"
+    assert flow_service_emulator.requests == []
+
+
+def test_every_request_carries_the_auth_headers(em: FlowServiceEmulator, hook: FlowServiceHook) -> None:
+    flow = em.add_flow(delta_column=None)
+    created = hook.create_run(flow, W_START, W_END, delta_column="DOB")
+    hook.get_run(created.run_id)
+    hook.list_runs(flow)
+    hook.get_flow(flow)
+
+    token = em.tokens_issued[0]
+    sent = fs_requests(em)
+    assert len(sent) == 4
+    for request in sent:
+        assert request.headers["authorization"] == f"Bearer {token}"
+        assert request.headers["x-api-key"] == em.client_id
+        assert request.headers["x-gw-ims-org-id"] == em.org_id
+        assert request.headers["x-sandbox-name"] == em.sandbox_name
+    post = fs_requests(em, "POST")[0]
+    assert post.headers["content-type"] == "application/json"
+    assert post.body == {
+        "flowId": flow,
+        "params": {"windowStartTime": str(W_START), "windowEndTime": str(W_END), "deltaColumn": {"name": "DOB"}},
+    }
+    ims = [r for r in em.requests if r.path == "/ims/token/v3"]
+    assert len(ims) == 1
+    assert ims[0].headers["content-type"] == "application/x-www-form-urlencoded"
+    assert "authorization" not in ims[0].headers
+    assert ims[0].body["grant_type"] == "client_credentials"
+    assert ims[0].body["client_id"] == em.client_id
+    assert ims[0].body["scope"] == "openid,AdobeID,read_organizations,additional_info.projectedProductContext,session"
+
+
+def test_start_time_is_sent_as_string_seconds(em: FlowServiceEmulator, hook: FlowServiceHook) -> None:
+    flow = em.add_flow(kind="file")
+    hook.create_run(flow, W_START, W_END, start_time=W_END + 60)
+    params = fs_requests(em, "POST")[0].body["params"]
+    assert params == {"windowStartTime": str(W_START), "windowEndTime": str(W_END), "startTime": str(W_END + 60)}
+
+
+def test_token_is_shared_by_hook_instances(em: FlowServiceEmulator) -> None:
+    flow = em.add_flow()
+    for _ in range(3):
+        FlowServiceHook(retry=FAST).get_flow(flow)
+    assert em.token_requests == 1
+    assert len(set(r.headers["authorization"] for r in fs_requests(em))) == 1
+
+
+def test_token_is_renewed_before_expiry(em: FlowServiceEmulator, hook: FlowServiceHook) -> None:
+    em.token_ttl = 1  # renew once less than 0.1 s remains
+    flow = em.add_flow()
+    hook.get_flow(flow)
+    hook.get_flow(flow)
+    assert em.token_requests == 1
+    time.sleep(0.95)
+    hook.get_flow(flow)
+    assert em.token_requests == 2
+    statuses = [r.fault for r in fs_requests(em)]
+    assert statuses == [None, None, None]  # renewed ahead of time: no 401 round trip
+    auths = [r.headers["authorization"] for r in fs_requests(em)]
+    assert auths[0] == auths[1] != auths[2]
+
+
+def test_401_renews_the_token_once_and_repeats_the_request(
+    em: FlowServiceEmulator, hook: FlowServiceHook
+) -> None:
+    flow = em.add_flow()
+    hook.get_flow(flow)
+    em.revoke_tokens()
+    assert hook.get_flow(flow).id == flow
+    assert em.token_requests == 2
+    gets = fs_requests(em, "GET")
+    assert len(gets) == 3
+    assert gets[1].headers["authorization"] != gets[2].headers["authorization"]
+
+
+def test_second_401_is_an_auth_error_naming_the_connection(
+    em: FlowServiceEmulator, hook: FlowServiceHook
+) -> None:
+    flow = em.add_flow()
+    em.inject("401", times=2)
+    with pytest.raises(FlowServiceAuthError) as info:
+        hook.get_flow(flow)
+    message = str(info.value)
+    assert "'flow_service_default'" in message
+    assert "401013" in message
+    assert em.token_requests == 2
+    assert len(fs_requests(em)) == 2  # one renewal, one repeat, no retry loop on auth errors
+    for token in em.tokens_issued:
+        assert token not in message
+
+
+def test_concurrent_callers_cause_one_ims_request_and_one_renewal(em: FlowServiceEmulator) -> None:
+    flow = em.add_flow()
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(20)
+
+    def call() -> None:
+        try:
+            barrier.wait(timeout=10)
+            FlowServiceHook(retry=FAST).get_flow(flow)
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    def burst() -> None:
+        threads = [threading.Thread(target=call) for _ in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+
+    burst()
+    assert errors == []
+    assert em.token_requests == 1
+    em.revoke_tokens()  # every thread now gets a 401 with the same token
+    burst()
+    assert errors == []
+    assert em.token_requests == 2  # compare-and-invalidate: one renewal, not twenty
+
+
+def test_invalid_client_names_the_connection_and_never_the_secret(
+    flow_service_emulator: FlowServiceEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "wrong-secret-do-not-print-4711"
+    conn_id = define(monkeypatch, flow_service_emulator, "aep_bad_secret", password=secret)
+    with pytest.raises(FlowServiceAuthError) as info:
+        FlowServiceHook(conn_id, retry=FAST).get_run("some-run")
+    message = str(info.value)
+    assert "aep_bad_secret" in message
+    assert "invalid_client" in message and "invalid client_secret parameter" in message
+    assert "client secret" in message  # the hint says what to fix
+    assert secret not in message and secret not in repr(info.value.__dict__)
+    assert flow_service_emulator.token_requests == 1  # an auth refusal is not retried
+
+
+def test_static_access_token_is_used_as_is_and_its_refusal_is_explained(
+    flow_service_emulator: FlowServiceEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import requests
+
+    em = flow_service_emulator
+    token = requests.post(
+        em.ims_token_url,
+        data={"grant_type": "client_credentials", "client_id": em.client_id, "client_secret": em.client_secret},
+        timeout=5,
+    ).json()["access_token"]
+    conn_id = define(monkeypatch, em, "aep_static", password="", access_token=token)
+    flow = em.add_flow()
+    hook = FlowServiceHook(conn_id, retry=FAST)
+    assert hook.get_flow(flow).id == flow
+    assert em.token_requests == 1  # only the test's own request
+    assert fs_requests(em)[0].headers["authorization"] == f"Bearer {token}"
+
+    em.revoke_tokens()
+    with pytest.raises(FlowServiceAuthError) as info:
+        hook.get_flow(flow)
+    message = str(info.value)
+    assert "static access_token" in message and "aep_static" in message
+    assert token not in message
+    assert em.token_requests == 1  # no renewal is possible, none attempted
+
+
+# ---------------------------------------------------------------- create, read, list
+
+
+@pytest.mark.parametrize("shape", ["items", "bare", "run"])
+def test_create_accepts_every_documented_response_shape(
+    em: FlowServiceEmulator, hook: FlowServiceHook, shape: str
+) -> None:
+    em.create_response_shape = shape
+    flow = em.add_flow()
+    created = hook.create_run(flow, W_START, W_END, delta_column="DOB")
+    assert created.run_id in em.runs
+    assert created.etag
+    assert created.adopted is False
+    run = hook.get_run(created.run_id)
+    assert run.flow_id == flow
+    assert (run.window_start, run.window_end) == (W_START, W_END)
+
+
+def test_get_run_follows_the_run_to_its_outcome(em: FlowServiceEmulator, hook: FlowServiceHook) -> None:
+    flow = em.add_flow(outcome="failed", polls_to_finish=1)
+    run_id = hook.create_run(flow, W_START, W_END, delta_column="DOB").run_id
+    first = hook.get_run(run_id)
+    assert first.status.is_running
+    last = hook.get_run(run_id)
+    assert last.status is FlowRunStatus.FAILED
+    assert last.errors and last.errors[0].code
+
+
+@pytest.mark.parametrize("style", ["absolute", "path"])
+def test_list_runs_follows_pagination(em: FlowServiceEmulator, hook: FlowServiceHook, style: str) -> None:
+    em.page_size = 3
+    em.next_link_style = style
+    flow = em.add_flow(kind="file")
+    other = em.add_flow(kind="file")
+    ids = {hook.create_run(flow, W_START + i * 100, W_START + i * 100 + 50).run_id for i in range(8)}
+    hook.create_run(other, W_START, W_END)
+    runs = hook.list_runs(flow)
+    assert {r.id for r in runs} == ids
+    assert len(fs_requests(em, "GET", FS + "/runs")) == 3  # pages of 3, 3, 2
+    assert len(hook.list_runs(flow, limit=4)) == 4
+    assert len(hook.list_runs(flow, max_pages=2)) == 6
+
+
+def test_find_runs_for_window_is_newest_first(em: FlowServiceEmulator, hook: FlowServiceHook) -> None:
+    em.page_size = 2
+    flow = em.add_flow(kind="file")
+    first = hook.create_run(flow, W_START, W_END).run_id
+    hook.create_run(flow, W_START, W_END + 1)
+    time.sleep(0.01)
+    second = hook.create_run(flow, W_START, W_END).run_id
+    found = hook.find_runs_for_window(flow, W_START, W_END)
+    assert [r.id for r in found] == [second, first]
+    assert hook.find_runs_for_window(flow, W_START + 1, W_END) == []
+
+
+def test_get_flow_returns_a_typed_flow(em: FlowServiceEmulator, hook: FlowServiceHook) -> None:
+    flow = em.add_flow(name="Orders", delta_column="updated_at")
+    result = hook.get_flow(flow)
+    assert (result.id, result.name, result.state, result.delta_column) == (flow, "Orders", "enabled", "updated_at")
+
+
+def test_run_ui_url_needs_no_network(em: FlowServiceEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = FlowServiceHook(retry=FAST).run_ui_url("flow-1", "run-1")
+    assert url == DEFAULT_UI_URL_TEMPLATE.format(
+        flow_id="flow-1", run_id="run-1", sandbox_name=em.sandbox_name, org_id=em.org_id
+    )
+    define(monkeypatch, em, "aep_ui", ui_url_template="https://ui.example/{org_id}/{sandbox_name}/{flow_id}/{run_id}")
+    assert FlowServiceHook("aep_ui").run_ui_url("f", "r") == f"https://ui.example/{em.org_id}/prod/f/r"
+    assert FlowServiceHook("aep_ui").run_ui_url("f") == f"https://ui.example/{em.org_id}/prod/f/"
+    assert em.requests == []
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_unknown_flow_error_has_code_title_request_id_and_hint(
+    em: FlowServiceEmulator, hook: FlowServiceHook
+) -> None:
+    with pytest.raises(FlowServiceApiError) as info:
+        hook.create_run("3abea21c-7e36-4be1-bec1-d3bad0e3e0de", W_START, W_END)
+    err = info.value
+    assert err.status_code == 400 and err.error_code == "1430-400"
+    assert err.request_id and err.request_id in str(err)
+    assert str(err).startswith("Flow Service POST /runs failed: HTTP 400 1430-400")
+    assert "flow_id exists in this sandbox" in str(err)
+    assert len(fs_requests(em, "POST")) == 1  # a 400 is not retried
+
+
+def test_unknown_run_is_a_404_error(em: FlowServiceEmulator, hook: FlowServiceHook) -> None:
+    with pytest.raises(FlowServiceApiError) as info:
+        hook.get_run("no-such-run")
+    assert info.value.status_code == 404
+    assert "GET /runs/no-such-run" in str(info.value)
+
+
+def test_changing_the_delta_column_gets_the_delta_column_hint(
+    em: FlowServiceEmulator, hook: FlowServiceHook
+) -> None:
+    flow = em.add_flow(delta_column="DOB")
+    with pytest.raises(FlowServiceApiError) as info:
+        hook.create_run(flow, W_START, W_END, delta_column="other_column")
+    assert "deltaColumn is set only on a flow's first run" in str(info.value)
+    file_flow = em.add_flow(kind="file")
+    with pytest.raises(FlowServiceApiError) as info:
+        hook.create_run(file_flow, W_START, W_END, delta_column="DOB")
+    assert "file-based" in str(info.value)
+
+
+def test_wrong_sandbox_gets_the_sandbox_hint(em: FlowServiceEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    conn_id = define(monkeypatch, em, "aep_dev", sandbox_name="dev")
+    with pytest.raises(FlowServiceApiError) as info:
+        FlowServiceHook(conn_id, retry=FAST).get_run("r")
+    assert info.value.error_code == "2105-400"
+    assert "sandbox_name" in str(info.value)
+
+
+def test_wrong_org_is_an_auth_error_without_pointless_renewal(
+    em: FlowServiceEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn_id = define(monkeypatch, em, "aep_other_org", org_id="OTHER@AdobeOrg")
+    with pytest.raises(FlowServiceAuthError) as info:
+        FlowServiceHook(conn_id, retry=FAST).get_run("r")
+    assert info.value.error_code == "2002-401"
+    assert "org_id" in str(info.value) and "aep_other_org" in str(info.value)
+    assert em.token_requests == 1
+
+
+# ---------------------------------------------------------------- retries
+
+
+def test_429_without_retry_after_is_retried(em: FlowServiceEmulator, hook: FlowServiceHook) -> None:
+    flow = em.add_flow()
+    em.inject("429", times=2)
+    assert hook.get_flow(flow).id == flow
+    assert [r.fault for r in fs_requests(em)] == ["429", "429", None]
+
+
+@pytest.mark.parametrize("kind", ["seconds", "http-date"])
+def test_retry_after_is_honoured(em: FlowServiceEmulator, kind: str) -> None:
+    flow = em.add_flow()
+    value = "1" if kind == "seconds" else formatdate(time.time() + 2, usegmt=True)
+    em.inject("429", retry_after=value)
+    hook = FlowServiceHook(retry=RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=5))
+    assert hook.get_flow(flow).id == flow
+    first, second = fs_requests(em)
+    assert second.time - first.time >= 0.9
+
+
+def test_retry_after_is_capped_by_max_backoff(em: FlowServiceEmulator) -> None:
+    flow = em.add_flow()
+    em.inject("429", retry_after="3600")
+    hook = FlowServiceHook(retry=RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.2))
+    started = time.monotonic()
+    hook.get_flow(flow)
+    assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("fault", ["500", "502", "503", "504", "reset", "drop"])
+def test_transient_faults_are_retried(em: FlowServiceEmulator, hook: FlowServiceHook, fault: str) -> None:
+    flow = em.add_flow()
+    em.inject(fault, method="GET")
+    assert hook.get_flow(flow).id == flow
+    assert [r.fault for r in fs_requests(em)] == [fault, None]
+
+
+def test_read_timeout_is_retried(em: FlowServiceEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    conn_id = define(monkeypatch, em, "aep_short_read", read_timeout=0.3)
+    flow = em.add_flow()
+    em.inject("slow", method="GET", delay=1.0)
+    started = time.monotonic()
+    assert FlowServiceHook(conn_id, retry=FAST).get_flow(flow).id == flow
+    assert time.monotonic() - started < 1.0  # did not wait for the slow answer
+    assert [r.fault for r in fs_requests(em)] == ["slow", None]
+
+
+def test_retries_are_bounded_and_the_final_error_says_what_was_tried(
+    em: FlowServiceEmulator,
+) -> None:
+    flow = em.add_flow()
+    em.inject("503", times=10)
+    hook = FlowServiceHook(retry=RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.02))
+    with pytest.raises(FlowServiceRetryError) as info:
+        hook.get_flow(flow)
+    message = str(info.value)
+    assert f"GET /flows/{flow}" in message
+    assert "3 attempt(s)" in message and "max_attempts=3" in message
+    assert "HTTP 503" in message and "1103-503" in message
+    assert info.value.status_code == 503
+    assert len(fs_requests(em)) == 3
+
+
+def test_retries_stop_at_the_time_budget(em: FlowServiceEmulator) -> None:
+    flow = em.add_flow()
+    em.inject("503", times=50)
+    policy = RetryPolicy(max_attempts=50, initial_backoff=0.1, max_backoff=0.1, max_total_seconds=0.5)
+    started = time.monotonic()
+    with pytest.raises(FlowServiceRetryError):
+        FlowServiceHook(retry=policy).get_flow(flow)
+    assert time.monotonic() - started < 2
+    assert 2 <= len(fs_requests(em)) < 12
+
+
+# ---------------------------------------------------------------- safe create
+
+
+def test_create_after_drop_after_create_adopts_the_run(em: FlowServiceEmulator, hook: FlowServiceHook) -> None:
+    flow = em.add_flow(kind="file")
+    em.inject("drop_after_create", method="POST")
+    created = hook.create_run(flow, W_START, W_END)
+    runs = em.runs_for_flow(flow)
+    assert len(runs) == 1
+    assert created.run_id == runs[0]["id"] and created.adopted is True
+    assert len(fs_requests(em, "POST")) == 1
+
+
+def test_create_after_500_checks_then_creates_once(em: FlowServiceEmulator, hook: FlowServiceHook) -> None:
+    flow = em.add_flow(kind="file")
+    em.inject("500", method="POST")
+    created = hook.create_run(flow, W_START, W_END)
+    assert [r["id"] for r in em.runs_for_flow(flow)] == [created.run_id]
+    assert created.adopted is False
+    methods = [(r.method, r.fault) for r in fs_requests(em)]
+    assert methods == [("POST", "500"), ("GET", None), ("POST", None)]
+
+
+def test_create_after_read_timeout_adopts_the_slow_run(
+    em: FlowServiceEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn_id = define(monkeypatch, em, "aep_slow_create", read_timeout=0.3)
+    flow = em.add_flow(kind="file")
+    em.inject("slow", method="POST", delay=0.5)  # the server creates the run after the client gave up
+    created = FlowServiceHook(conn_id, retry=FAST).create_run(flow, W_START, W_END)
+    runs = em.runs_for_flow(flow)
+    assert [r["id"] for r in runs] == [created.run_id]
+    assert created.adopted is True
+
+
+def test_create_after_429_resends_directly(em: FlowServiceEmulator, hook: FlowServiceHook) -> None:
+    flow = em.add_flow(kind="file")
+    em.inject("429", method="POST")
+    created = hook.create_run(flow, W_START, W_END)
+    assert [r["id"] for r in em.runs_for_flow(flow)] == [created.run_id]
+    assert [(r.method, r.fault) for r in fs_requests(em)] == [("POST", "429"), ("POST", None)]
+
+
+def test_create_does_not_adopt_an_older_run_of_the_same_window(
+    em: FlowServiceEmulator, hook: FlowServiceHook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flow = em.add_flow(kind="file")
+    old = hook.create_run(flow, W_START, W_END).run_id
+    monkeypatch.setattr("airflow_provider_flowservice.hooks.flow_service.CLOCK_SKEW_SECONDS", -1)
+    em.inject("500", method="POST")
+    new = hook.create_run(flow, W_START, W_END)
+    assert new.run_id != old and new.adopted is False
+    assert len(em.runs_for_flow(flow)) == 2
+
+
+def test_create_under_random_faults_makes_exactly_one_run_per_window(
+    em: FlowServiceEmulator, hook: FlowServiceHook
+) -> None:
+    flow = em.add_flow(kind="file")
+    em.set_random_faults(0.4, ["500", "503", "drop", "drop_after_create", "reset", "429"], seed=7)
+    policy = RetryPolicy(max_attempts=12, initial_backoff=0.01, max_backoff=0.02, max_total_seconds=30)
+    hook = FlowServiceHook(retry=policy)
+    created = [hook.create_run(flow, W_START + i * 10, W_START + i * 10 + 5) for i in range(10)]
+    em.set_random_faults(0, [])
+    by_window: dict[int, list[str]] = {}
+    for run in em.runs_for_flow(flow):
+        by_window.setdefault(int(run["params"]["windowStartTime"]), []).append(run["id"])
+    assert {k: len(v) for k, v in by_window.items()} == {W_START + i * 10: 1 for i in range(10)}
+    assert [c.run_id for c in created] == [by_window[W_START + i * 10][0] for i in range(10)]
+
+
+# ---------------------------------------------------------------- redirects, TLS rules
+
+
+class _Redirector(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.server.hits.append(self.path)  # type: ignore[attr-defined]
+        self.send_response(302)
+        self.send_header("Location", self.server.target + self.path)  # type: ignore[attr-defined]
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def http_server() -> Iterator[Callable[[str], ThreadingHTTPServer]]:
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(target: str) -> ThreadingHTTPServer:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Redirector)
+        server.hits = []  # type: ignore[attr-defined]
+        server.target = target  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_redirect_is_refused_and_the_token_stays_home(
+    http_server: Callable[[str], ThreadingHTTPServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = http_server("http://127.0.0.1:9")  # a second server the token must never reach
+    redirector = http_server(f"http://127.0.0.2:{elsewhere.server_address[1]}")
+    conn = {
+        "conn_type": "adobe_flow_service",
+        "host": f"http://127.0.0.1:{redirector.server_address[1]}",
+        "login": "client",
+        "extra": {"org_id": "ORG@AdobeOrg", "access_token": "static-token-value"},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_AEP_REDIRECT", json.dumps(conn))
+    with pytest.raises(FlowServiceApiError) as info:
+        FlowServiceHook("aep_redirect", retry=FAST).get_run("r1")
+    assert f"127.0.0.2:{elsewhere.server_address[1]}" in str(info.value)
+    assert "HTTP 302" in str(info.value)
+    assert len(redirector.hits) == 1  # not retried either
+    assert elsewhere.hits == []
+    assert "static-token-value" not in str(info.value)
+
+
+def test_plain_http_to_a_remote_host_is_refused_before_any_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = {"conn_type": "adobe_flow_service", "host": "http://platform.example.com", "login": "id",
+            "password": "secret", "extra": {"org_id": "ORG@AdobeOrg"}}
+    monkeypatch.setenv("AIRFLOW_CONN_AEP_PLAIN", json.dumps(conn))
+    with pytest.raises(FlowServiceConfigError, match="allow_insecure_http"):
+        FlowServiceHook("aep_plain").get_run("r")
+    ok, message = FlowServiceHook("aep_plain").test_connection()
+    assert not ok and "aep_plain" in message and "https://platform.example.com" in message
+
+
+# ---------------------------------------------------------------- test_connection
+
+
+def test_test_connection_succeeds_with_a_round_trip(em: FlowServiceEmulator) -> None:
+    ok, message = FlowServiceHook().test_connection()
+    assert ok, message
+    assert em.org_id in message
+    assert em.token_requests == 1
+    (listed,) = fs_requests(em)
+    assert (listed.method, listed.path, listed.query.get("limit")) == ("GET", FS + "/runs", ["1"])
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"password": "not-the-secret"}, "IMS refused the client"),
+        ({"login": "someone-else"}, "IMS refused the client"),
+        ({"org_id": "OTHER@AdobeOrg"}, "2002-401"),
+        ({"sandbox_name": "dev"}, "refused the org, sandbox or API key"),
+        ({"org_id": ""}, "has no org_id"),
+        ({"scopes": "openid, 'AdobeID'"}, "scopes"),
+    ],
+)
+def test_test_connection_says_what_is_wrong(
+    flow_service_emulator: FlowServiceEmulator, monkeypatch: pytest.MonkeyPatch, fields: dict[str, Any],
+    expected: str,
+) -> None:
+    conn_id = define(monkeypatch, flow_service_emulator, "aep_test_conn", **fields)
+    ok, message = FlowServiceHook(conn_id).test_connection()
+    assert not ok
+    assert expected in message
+    assert "aep_test_conn" in message
+    assert flow_service_emulator.client_secret not in message
+
+
+def test_test_connection_reports_an_unreachable_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    conn = {"conn_type": "adobe_flow_service", "host": f"http://127.0.0.1:{port}", "login": "id",
+            "extra": {"org_id": "ORG@AdobeOrg", "access_token": "tok"}}
+    monkeypatch.setenv("AIRFLOW_CONN_AEP_DOWN", json.dumps(conn))
+    ok, message = FlowServiceHook("aep_down").test_connection()
+    assert not ok
+    assert "unreachable" in message and f"127.0.0.1:{port}" in message
+
+
+def test_token_cache_is_clean_between_tests() -> None:
+    assert TOKEN_CACHE.fetches == 0

@@ -1,0 +1,145 @@
+"""parse_error_response: both Adobe error formats, from requests and httpx responses, one actionable line."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+import requests
+
+from airflow_provider_flowservice.errors import hint_for, one_line, parse_error_response
+from airflow_provider_flowservice.exceptions import FlowServiceApiError
+
+
+def requests_response(status: int, body: Any, headers: dict[str, str] | None = None) -> requests.Response:
+    resp = requests.Response()
+    resp.status_code = status
+    resp._content = (body if isinstance(body, str) else json.dumps(body)).encode()
+    resp.headers.update(headers or {})
+    resp.encoding = "utf-8"
+    return resp
+
+
+def httpx_response(status: int, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    content = body if isinstance(body, str) else json.dumps(body)
+    return httpx.Response(status, content=content.encode(), headers=headers or {})
+
+
+MAKERS = [requests_response, httpx_response]
+
+FLOW_NOT_FOUND = {
+    "type": "https://ns.adobe.com/aep/errors/FLOW-1430-400",
+    "title": "Flow not found",
+    "status": 400,
+    "report": {"detailed-message": "Flow 3abea21c does not exist.", "request-id": "abc"},
+    "errorMessage": "Flow 3abea21c does not exist.",
+}
+
+
+@pytest.mark.parametrize("make", MAKERS)
+def test_flow_service_format(make: Any) -> None:
+    err = parse_error_response(make(400, FLOW_NOT_FOUND), "post", "/runs")
+    assert isinstance(err, FlowServiceApiError)
+    assert str(err).startswith(
+        "Flow Service POST /runs failed: HTTP 400 1430-400 Flow not found: Flow 3abea21c does not exist. "
+        "(request id abc)"
+    )
+    assert "Hint: check that the flow_id exists in this sandbox" in str(err)
+    assert (err.status_code, err.error_code, err.title, err.detail, err.request_id, err.method, err.url) == (
+        400, "1430-400", "Flow not found", "Flow 3abea21c does not exist.", "abc", "POST", "/runs"
+    )
+
+
+@pytest.mark.parametrize("make", MAKERS)
+def test_gateway_format_with_request_id_header(make: Any) -> None:
+    err = parse_error_response(
+        make(401, {"error_code": "401013", "message": "Oauth token is not valid"}, {"x-request-id": "rid-9"}),
+        "GET",
+        "/runs/r1",
+    )
+    assert str(err).startswith("Flow Service GET /runs/r1 failed: HTTP 401 401013 Oauth token is not valid")
+    assert "(request id rid-9)" in str(err)
+    assert "token was refused" in str(err)
+    assert err.error_code == "401013" and err.request_id == "rid-9"
+
+
+@pytest.mark.parametrize(
+    ("code", "fragment"),
+    [
+        ("1430-400", "flow_id exists"),
+        ("2105-400", "sandbox_name"),
+        ("2001-401", "org_id"),
+        ("2002-401", "org_id"),
+        ("403000", "client ID"),
+        ("403003", "client ID"),
+        ("401013", "refused"),
+        ("2118-403", "Admin Console"),
+        ("2120-403", "Admin Console"),
+        ("2121-403", "Admin Console"),
+        ("1427-400", "Manage Sources"),
+        ("429050", "too many requests"),
+    ],
+)
+def test_known_codes_have_hints(code: str, fragment: str) -> None:
+    hint = hint_for(code)
+    assert hint and fragment in hint
+    status = int(code.split("-")[1]) if "-" in code else int(code[:3])
+    body = {"type": f"https://ns.adobe.com/aep/errors/FLOW-{code}", "title": "T", "status": status} \
+        if "-" in code else {"error_code": code, "message": "M"}
+    assert fragment in str(parse_error_response(requests_response(status, body), "GET", "/runs"))
+
+
+def test_delta_column_errors_get_the_delta_column_hint() -> None:
+    body = {"type": ".../errors/FLOW-1490-400", "title": "Bad Request",
+            "report": {"detailed-message": "deltaColumn cannot be changed once set (was DOB)."}}
+    message = str(parse_error_response(requests_response(400, body), "POST", "/runs"))
+    assert "deltaColumn is set only on a flow's first run" in message and "file-based" in message
+    assert hint_for(None, "The delta column is not supported") is None
+    assert hint_for(None, "Delta Column") is not None or hint_for(None, "deltaColumn x") is not None
+
+
+def test_unknown_code_has_no_hint() -> None:
+    message = str(parse_error_response(requests_response(418, {"error_code": "999999", "message": "teapot"}),
+                                       "GET", "/x"))
+    assert message == "Flow Service GET /x failed: HTTP 418 999999 teapot"
+
+
+@pytest.mark.parametrize("make", MAKERS)
+def test_non_json_body_is_flattened_and_truncated(make: Any) -> None:
+    html = "<html>\n<body>" + "gateway exploded " * 100 + "</body></html>"
+    err = parse_error_response(make(502, html), "GET", "/runs")
+    message = str(err)
+    assert "\n" not in message
+    assert message.startswith("Flow Service GET /runs failed: HTTP 502 <html> <body>gateway exploded")
+    assert len(message) < 650 and message.endswith("...")
+    assert err.error_code is None
+
+
+def test_empty_body() -> None:
+    assert str(parse_error_response(requests_response(503, ""), "GET", "/runs")) == (
+        "Flow Service GET /runs failed: HTTP 503"
+    )
+
+
+def test_list_body_and_alternative_fields() -> None:
+    body = [{"code": "1104-504", "message": "Timeout", "detail": "upstream slow", "request-id": "q1"}]
+    err = parse_error_response(requests_response(504, body), "GET", "/runs")
+    assert (err.error_code, err.title, err.detail, err.request_id) == ("1104-504", "Timeout", "upstream slow", "q1")
+    assert "retry later" in str(err)
+
+
+def test_no_request_headers_or_credentials_in_the_error() -> None:
+    req = requests.Request("GET", "https://platform.adobe.io/data/foundation/flowservice/runs",
+                           headers={"Authorization": "Bearer SECRET-TOKEN", "x-api-key": "KEY"}).prepare()
+    resp = requests_response(400, FLOW_NOT_FOUND)
+    resp.request = req
+    err = parse_error_response(resp, "GET", "/runs")
+    text = str(err) + repr(vars(err))
+    assert "SECRET-TOKEN" not in text and "KEY" not in text and "Authorization" not in text
+
+
+def test_one_line() -> None:
+    assert one_line("a\n  b\tc") == "a b c"
+    assert one_line("x" * 20, 10) == "xxxxxxx..."
