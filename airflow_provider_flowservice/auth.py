@@ -228,13 +228,15 @@ def _parse_token_response(
     if status >= 400 or not body.get("access_token"):
         error = str(body.get("error") or body.get("error_code") or f"HTTP {status}")
         description = str(body.get("error_description") or body.get("message") or "")
-        if settings.client_secret:
-            description = description.replace(settings.client_secret, "***")
         if not body and text and status >= 400:
             description = one_line(text, 200)
+        if settings.client_secret:
+            description = description.replace(settings.client_secret, "***")
         hint = _IMS_HINTS.get(
             error, "check the connection's client ID, client secret, scopes and ims_token_url"
         )
+        if status in (404, 405):
+            hint = f"{settings.ims_token_url} is not an IMS token endpoint: check extra ims_token_url"
         if status < 400:
             error, description = "no access_token in the response", ""
         raise FlowServiceAuthError(

@@ -22,7 +22,7 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 try:  # Airflow 3.x
     from airflow.sdk import DAG
 except ImportError:  # Airflow 2.x
-    from airflow import DAG  # type: ignore[attr-defined,no-redef]
+    from airflow import DAG
 
 from airflow_provider_flowservice.operators.flow_service import FlowServiceCreateRunOperator
 

@@ -18,7 +18,7 @@ import pendulum
 try:  # Airflow 3.x
     from airflow.sdk import DAG, Param
 except ImportError:  # Airflow 2.x
-    from airflow import DAG  # type: ignore[attr-defined,no-redef]
+    from airflow import DAG
     from airflow.models.param import Param  # type: ignore[no-redef]
 
 from airflow_provider_flowservice.operators.flow_service import FlowServiceCreateRunOperator

@@ -22,8 +22,9 @@ from airflow_provider_flowservice.version_compat import BaseHook
 SECRET = "p8e-very-secret-value"
 
 
-def settings(host: str | None = None, login: str | None = "client-id", password: str | None = SECRET,
-             **extra: Any) -> FlowServiceConnectionSettings:
+def settings(
+    host: str | None = None, login: str | None = "client-id", password: str | None = SECRET, **extra: Any
+) -> FlowServiceConnectionSettings:
     extra.setdefault("org_id", "ORG@AdobeOrg")
     return FlowServiceConnectionSettings.from_fields(
         conn_id="aep", host=host, login=login, password=password, extra=extra
@@ -36,7 +37,10 @@ def test_defaults() -> None:
     assert s.api_url == "https://platform.adobe.io/data/foundation/flowservice"
     assert s.sandbox_name == "prod"
     assert s.scopes == DEFAULT_SCOPES
-    assert ",".join(s.scopes) == "openid,AdobeID,read_organizations,additional_info.projectedProductContext,session"
+    assert (
+        ",".join(s.scopes)
+        == "openid,AdobeID,read_organizations,additional_info.projectedProductContext,session"
+    )
     assert s.ims_token_url == DEFAULT_IMS_TOKEN_URL == "https://ims-na1.adobelogin.com/ims/token/v3"
     assert (s.connect_timeout, s.read_timeout) == (10.0, 60.0)
     assert s.verify is True
@@ -85,8 +89,9 @@ def test_plain_http_token_url_is_refused_too() -> None:
     assert settings(ims_token_url="http://127.0.0.1:9/ims/token/v3").ims_token_url.startswith("http://127")
 
 
-@pytest.mark.parametrize("host", ["ftp://platform.adobe.io", "https://user:pw@platform.adobe.io",
-                                  "https://platform.adobe.io/?x=1"])
+@pytest.mark.parametrize(
+    "host", ["ftp://platform.adobe.io", "https://user:pw@platform.adobe.io", "https://platform.adobe.io/?x=1"]
+)
 def test_bad_hosts(host: str) -> None:
     with pytest.raises(FlowServiceConfigError, match="'aep'"):
         settings(host)
@@ -94,8 +99,18 @@ def test_bad_hosts(host: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "ok"),
-    [("localhost", True), ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("[::1]", True),
-     ("api.localhost", True), ("128.0.0.1", False), ("example.com", False), ("", False), (None, False)],
+    [
+        ("localhost", True),
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("api.localhost", True),
+        ("128.0.0.1", False),
+        ("example.com", False),
+        ("", False),
+        (None, False),
+    ],
 )
 def test_is_loopback(name: str | None, ok: bool) -> None:
     assert is_loopback(name) is ok
@@ -103,7 +118,9 @@ def test_is_loopback(name: str | None, ok: bool) -> None:
 
 def test_missing_org_id() -> None:
     with pytest.raises(FlowServiceConfigError) as info:
-        FlowServiceConnectionSettings.from_fields(conn_id="aep", host=None, login="id", password="s", extra={})
+        FlowServiceConnectionSettings.from_fields(
+            conn_id="aep", host=None, login="id", password="s", extra={}
+        )
     assert "'aep'" in str(info.value) and "org_id" in str(info.value) and "@AdobeOrg" in str(info.value)
 
 
@@ -212,7 +229,12 @@ def test_connection_defined_only_by_environment_json(
     monkeypatch.setenv("AIRFLOW_CONN_FLOW_SERVICE_DEFAULT", json.dumps(conn))
     s = FlowServiceConnectionSettings.from_connection(BaseHook.get_connection("flow_service_default"))
     assert (s.conn_id, s.client_id, s.client_secret, s.org_id, s.sandbox_name, s.scopes) == (
-        "flow_service_default", "env-client", SECRET, "ENV@AdobeOrg", "dev", ("openid", "AdobeID")
+        "flow_service_default",
+        "env-client",
+        SECRET,
+        "ENV@AdobeOrg",
+        "dev",
+        ("openid", "AdobeID"),
     )
 
 
@@ -231,5 +253,5 @@ def test_extra_that_is_not_an_object_is_explained() -> None:
         host = login = password = port = None
         extra = "[1, 2]"
 
-    with pytest.raises(FlowServiceConfigError, match="aep_odd.*JSON object"):
+    with pytest.raises(FlowServiceConfigError, match=r"aep_odd.*JSON object"):
         FlowServiceConnectionSettings.from_connection(Conn())

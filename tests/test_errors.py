@@ -48,7 +48,13 @@ def test_flow_service_format(make: Any) -> None:
     )
     assert "Hint: check that the flow_id exists in this sandbox" in str(err)
     assert (err.status_code, err.error_code, err.title, err.detail, err.request_id, err.method, err.url) == (
-        400, "1430-400", "Flow not found", "Flow 3abea21c does not exist.", "abc", "POST", "/runs"
+        400,
+        "1430-400",
+        "Flow not found",
+        "Flow 3abea21c does not exist.",
+        "abc",
+        "POST",
+        "/runs",
     )
 
 
@@ -86,23 +92,32 @@ def test_known_codes_have_hints(code: str, fragment: str) -> None:
     hint = hint_for(code)
     assert hint and fragment in hint
     status = int(code.split("-")[1]) if "-" in code else int(code[:3])
-    body = {"type": f"https://ns.adobe.com/aep/errors/FLOW-{code}", "title": "T", "status": status} \
-        if "-" in code else {"error_code": code, "message": "M"}
+    body = (
+        {"type": f"https://ns.adobe.com/aep/errors/FLOW-{code}", "title": "T", "status": status}
+        if "-" in code
+        else {"error_code": code, "message": "M"}
+    )
     assert fragment in str(parse_error_response(requests_response(status, body), "GET", "/runs"))
 
 
 def test_delta_column_errors_get_the_delta_column_hint() -> None:
-    body = {"type": ".../errors/FLOW-1490-400", "title": "Bad Request",
-            "report": {"detailed-message": "deltaColumn cannot be changed once set (was DOB)."}}
+    body = {
+        "type": ".../errors/FLOW-1490-400",
+        "title": "Bad Request",
+        "report": {"detailed-message": "deltaColumn cannot be changed once set (was DOB)."},
+    }
     message = str(parse_error_response(requests_response(400, body), "POST", "/runs"))
     assert "deltaColumn is set only on a flow's first run" in message and "file-based" in message
-    assert hint_for(None, "The delta column is not supported") is None
-    assert hint_for(None, "Delta Column") is not None or hint_for(None, "deltaColumn x") is not None
+    assert hint_for(None, "The Delta Column is not supported for this source") is not None
+    assert hint_for(None, "Flow is disabled") is None
 
 
 def test_unknown_code_has_no_hint() -> None:
-    message = str(parse_error_response(requests_response(418, {"error_code": "999999", "message": "teapot"}),
-                                       "GET", "/x"))
+    message = str(
+        parse_error_response(
+            requests_response(418, {"error_code": "999999", "message": "teapot"}), "GET", "/x"
+        )
+    )
     assert message == "Flow Service GET /x failed: HTTP 418 999999 teapot"
 
 
@@ -126,13 +141,21 @@ def test_empty_body() -> None:
 def test_list_body_and_alternative_fields() -> None:
     body = [{"code": "1104-504", "message": "Timeout", "detail": "upstream slow", "request-id": "q1"}]
     err = parse_error_response(requests_response(504, body), "GET", "/runs")
-    assert (err.error_code, err.title, err.detail, err.request_id) == ("1104-504", "Timeout", "upstream slow", "q1")
+    assert (err.error_code, err.title, err.detail, err.request_id) == (
+        "1104-504",
+        "Timeout",
+        "upstream slow",
+        "q1",
+    )
     assert "retry later" in str(err)
 
 
 def test_no_request_headers_or_credentials_in_the_error() -> None:
-    req = requests.Request("GET", "https://platform.adobe.io/data/foundation/flowservice/runs",
-                           headers={"Authorization": "Bearer SECRET-TOKEN", "x-api-key": "KEY"}).prepare()
+    req = requests.Request(
+        "GET",
+        "https://platform.adobe.io/data/foundation/flowservice/runs",
+        headers={"Authorization": "Bearer SECRET-TOKEN", "x-api-key": "KEY"},
+    ).prepare()
     resp = requests_response(400, FLOW_NOT_FOUND)
     resp.request = req
     err = parse_error_response(resp, "GET", "/runs")

@@ -90,7 +90,7 @@ def test_failed_raises_with_id_status_and_every_error(as_input, logger):
 
 
 def test_failed_capitalised_and_without_errors(as_input):
-    with pytest.raises(FlowServiceRunError, match="'Failed'. Errors: no error details reported"):
+    with pytest.raises(FlowServiceRunError, match=r"'Failed'\. Errors: no error details reported"):
         apply_outcome(as_input(api_run("Failed", completed=False)), allow_partial_success=True)
 
 
@@ -104,7 +104,9 @@ def test_partial_success_raises_by_default(as_input):
 
 def test_partial_success_allowed_warns(as_input, logger):
     log, records = logger
-    status = apply_outcome(as_input(api_run("partialSuccess", errors=[E2])), allow_partial_success=True, logger=log)
+    status = apply_outcome(
+        as_input(api_run("partialSuccess", errors=[E2])), allow_partial_success=True, logger=log
+    )
     assert status is FlowRunStatus.PARTIAL_SUCCESS
     warnings = [r.getMessage() for r in records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
@@ -149,7 +151,10 @@ def test_run_errors_and_status_from_dict_dedupe():
 def test_format_summary(as_input):
     text = format_summary(as_input(api_run("success")))
     assert text.splitlines()[0] == f"Flow run {RUN_ID} finished: status 'success'"
-    assert "2024-01-01T00:00:00+00:00 -> 2024-01-02T00:00:00+00:00 (unix seconds 1704067200 -> 1704153600)" in text
+    assert (
+        "2024-01-01T00:00:00+00:00 -> 2024-01-02T00:00:00+00:00 (unix seconds 1704067200 -> 1704153600)"
+        in text
+    )
     assert "records:  input 100, output 97, failed 3" in text
     assert "files:    input 2, output 2, failed 0" in text
     assert "duration: 65.5 s" in text

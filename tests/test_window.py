@@ -57,13 +57,19 @@ class TestToUnixSeconds:
         )
 
     def test_naive_date_only_string(self):
-        with pytest.raises(FlowServiceConfigError, match=r"window_end '2024-01-02' has no UTC offset.*"
-                                                         r"'2024-01-02T00:00:00\+00:00'"):
+        with pytest.raises(
+            FlowServiceConfigError,
+            match=r"window_end '2024-01-02' has no UTC offset.*"
+            r"'2024-01-02T00:00:00\+00:00'",
+        ):
             to_unix_seconds("2024-01-02", "window_end")
 
     def test_naive_datetime(self):
-        with pytest.raises(FlowServiceConfigError, match=r"window_start '2024-01-01T00:00:00' is a naive "
-                                                         r"datetime.*tzinfo=timezone.utc"):
+        with pytest.raises(
+            FlowServiceConfigError,
+            match=r"window_start '2024-01-01T00:00:00' is a naive "
+            r"datetime.*tzinfo=timezone.utc",
+        ):
             to_unix_seconds(datetime(2024, 1, 1), "window_start")
 
     @pytest.mark.parametrize("value", [JAN1 * 1000, str(JAN1 * 1000), float(JAN1 * 1000)])
@@ -131,7 +137,8 @@ class TestResolveWindow:
 
     def test_explicit_overrides_one_end(self):
         window = resolve_window(
-            None, JAN1 + 3600,
+            None,
+            JAN1 + 3600,
             data_interval_start=pendulum.datetime(2024, 1, 1, tz="UTC"),
             data_interval_end=pendulum.datetime(2024, 1, 2, tz="UTC"),
         )
@@ -150,8 +157,14 @@ class TestResolveWindow:
             resolve_window(JAN2, JAN1)
         message = str(err.value)
         assert "inverted" in message
-        for part in ("window_start", "window_end", "2024-01-02T00:00:00+00:00", "2024-01-01T00:00:00+00:00",
-                     str(JAN1), str(JAN2)):
+        for part in (
+            "window_start",
+            "window_end",
+            "2024-01-02T00:00:00+00:00",
+            "2024-01-01T00:00:00+00:00",
+            str(JAN1),
+            str(JAN2),
+        ):
             assert part in message
 
     def test_explicit_empty_window(self):
@@ -180,7 +193,9 @@ class TestResolveWindow:
         assert "window_start" in message
 
     def test_error_names_the_data_interval_value(self):
-        with pytest.raises(FlowServiceConfigError, match=r"^data_interval_start '2024-01-01T00:00:00' is a naive"):
+        with pytest.raises(
+            FlowServiceConfigError, match=r"^data_interval_start '2024-01-01T00:00:00' is a naive"
+        ):
             resolve_window(None, JAN2, data_interval_start=datetime(2024, 1, 1))
 
     def test_describe(self):
@@ -198,7 +213,10 @@ class TestResolveWindow:
 
 class TestOtherValidation:
     def test_flow_id_ok(self):
-        assert validate_flow_id(" 3abea21c-7e36-4be1-bec1-d3bad0e3e0de ") == "3abea21c-7e36-4be1-bec1-d3bad0e3e0de"
+        assert (
+            validate_flow_id(" 3abea21c-7e36-4be1-bec1-d3bad0e3e0de ")
+            == "3abea21c-7e36-4be1-bec1-d3bad0e3e0de"
+        )
 
     @pytest.mark.parametrize(
         "value", ["", "None", "my-flow", "3abea21c7e364be1bec1d3bad0e3e0de", "{{ params.flow }}", None, 42]
@@ -223,7 +241,9 @@ class TestOtherValidation:
     def test_start_time(self):
         assert validate_start_time(None) is None
         assert validate_start_time("2024-01-01T00:00:00Z") == JAN1
-        with pytest.raises(FlowServiceConfigError, match="start_time .*milliseconds"):
+        with pytest.raises(FlowServiceConfigError, match=r"start_time .*milliseconds"):
             validate_start_time(JAN1 * 1000)
-        with pytest.raises(FlowServiceConfigError, match="start_time '2024-01-01T00:00:00' has no UTC offset"):
+        with pytest.raises(
+            FlowServiceConfigError, match="start_time '2024-01-01T00:00:00' has no UTC offset"
+        ):
             validate_start_time("2024-01-01T00:00:00")

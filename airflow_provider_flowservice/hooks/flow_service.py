@@ -8,27 +8,26 @@ the connection nor touches the network when constructed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import requests
 
-from airflow_provider_flowservice import __version__
 from airflow_provider_flowservice.auth import TokenProvider
 from airflow_provider_flowservice.connection import (
-    API_PATH,
     CONN_TYPE,
     DEFAULT_CONN_ID,
     FlowServiceConnectionSettings,
     connection_form_widgets,
     ui_field_behaviour,
 )
-from airflow_provider_flowservice.errors import one_line, parse_error_response
+from airflow_provider_flowservice.errors import parse_error_response
 from airflow_provider_flowservice.exceptions import (
     FlowServiceApiError,
     FlowServiceAuthError,
@@ -36,16 +35,29 @@ from airflow_provider_flowservice.exceptions import (
     FlowServiceError,
     FlowServiceRetryError,
 )
+from airflow_provider_flowservice.hooks._api import (
+    USER_AGENT,
+    create_run_body,
+    decode_response,
+    items_of,
+    matches_window,
+    newest_first,
+    next_page,
+    one_item,
+    parse_created_run,
+    path_segment,
+    request_headers,
+    runs_params,
+    transport_error,
+)
 from airflow_provider_flowservice.models import CreatedRun, Flow, FlowRun
 from airflow_provider_flowservice.retry import (
     RetryPolicy,
     TransientFailure,
     acall_with_retry,
     call_with_retry,
-    redirect_error,
     transient_from_httpx,
     transient_from_requests,
-    transient_from_status,
 )
 from airflow_provider_flowservice.version_compat import BaseHook
 
@@ -59,173 +71,6 @@ WINDOW_LOOKUP_PAGE_SIZE = 100
 TEST_CONNECTION_RETRY = RetryPolicy(
     max_attempts=2, initial_backoff=0.5, max_backoff=2.0, max_total_seconds=20.0
 )
-_USER_AGENT = f"airflow-provider-flowservice/{__version__}"
-_MAX_UNIX_SECONDS = 10**11  # beyond year 5000: the value is in milliseconds
-
-
-# ---------------------------------------------------------------- pure helpers shared by both hooks
-
-
-def request_headers(settings: FlowServiceConnectionSettings, token: str, *, has_body: bool) -> dict[str, str]:
-    """The headers every Flow Service call carries (plus Content-Type when there is a body)."""
-    headers = {
-        "Authorization": f"Bearer {token}",
-        "x-api-key": settings.client_id,
-        "x-gw-ims-org-id": settings.org_id,
-        "x-sandbox-name": settings.sandbox_name,
-        "Accept": "application/json",
-        "User-Agent": _USER_AGENT,
-    }
-    if has_body:
-        headers["Content-Type"] = "application/json"
-    return headers
-
-
-def _unix_seconds(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise FlowServiceConfigError(
-            f"{name}={value!r} is not an integer; pass unix seconds, e.g. 1651584991."
-        )
-    if value < 0 or value >= _MAX_UNIX_SECONDS:
-        raise FlowServiceConfigError(
-            f"{name}={value} is out of range; pass unix seconds (10 digits, e.g. 1651584991), "
-            "not milliseconds."
-        )
-    return value
-
-
-def create_run_body(
-    flow_id: str,
-    window_start: int,
-    window_end: int,
-    *,
-    start_time: int | None = None,
-    delta_column: str | None = None,
-) -> dict[str, Any]:
-    """The ``POST /runs`` body; times as strings of unix seconds, as the documentation shows."""
-    if not isinstance(flow_id, str) or not flow_id.strip() or "/" in flow_id:
-        raise FlowServiceConfigError(
-            f"flow_id={flow_id!r} is not a dataflow id; pass the dataflow's id (a UUID) from "
-            "Sources > Dataflows in Experience Platform."
-        )
-    start = _unix_seconds("window_start", window_start)
-    end = _unix_seconds("window_end", window_end)
-    if end <= start:
-        raise FlowServiceConfigError(
-            f"window_end={end} is not after window_start={start}; the window must be non-empty."
-        )
-    params: dict[str, Any] = {"windowStartTime": str(start), "windowEndTime": str(end)}
-    if start_time is not None:
-        params["startTime"] = str(_unix_seconds("start_time", start_time))
-    if delta_column is not None:
-        if not isinstance(delta_column, str) or not delta_column.strip():
-            raise FlowServiceConfigError(
-                f"delta_column={delta_column!r} is not a column name; pass the source column name, "
-                "or None for file-based flows and for later runs of a table-based flow."
-            )
-        params["deltaColumn"] = {"name": delta_column.strip()}
-    return {"flowId": flow_id.strip(), "params": params}
-
-
-def first_item(data: Any) -> Mapping[str, Any] | None:
-    """``items[0]`` of a list wrapper, or the object itself when it is not wrapped."""
-    if not isinstance(data, Mapping):
-        return None
-    items = data.get("items")
-    if isinstance(items, list):
-        return items[0] if items and isinstance(items[0], Mapping) else None
-    return data if data.get("id") else None
-
-
-def parse_created_run(data: Any, method: str = "POST", path: str = "/runs") -> CreatedRun:
-    """Accept every documented create answer: ``{"items": [{id, etag}]}``, bare ``{id, etag}``, a run."""
-    item = first_item(data)
-    if item is None or not item.get("id"):
-        raise FlowServiceApiError(
-            f"Flow Service {method} {path} answered without a run id: {one_line(str(data), 300)}",
-            method=method,
-            url=path,
-        )
-    etag = item.get("etag")
-    return CreatedRun(run_id=str(item["id"]), etag=str(etag) if etag is not None else None)
-
-
-def next_page(
-    data: Any, settings: FlowServiceConnectionSettings, params: Mapping[str, Any]
-) -> tuple[str, dict[str, Any]] | None:
-    """Where ``_links.next`` points (an absolute URL, a path or a query string), or None on the last page.
-
-    The link's query overrides the current parameters; a link to another host is refused so the
-    token never leaves the configured host.
-    """
-    links = data.get("_links") if isinstance(data, Mapping) else None
-    nxt = links.get("next") if isinstance(links, Mapping) else None
-    href = nxt.get("href") if isinstance(nxt, Mapping) else nxt
-    if not isinstance(href, str) or not href.strip():
-        return None
-    href = href.strip()
-    base = urlsplit(settings.base_url)
-    api_path = urlsplit(settings.api_url).path
-    if "://" in href:
-        parts = urlsplit(href)
-        if parts.netloc.lower() != base.netloc.lower() or parts.scheme != base.scheme:
-            raise FlowServiceApiError(
-                f"Flow Service GET /runs gave a next-page link to '{parts.scheme}://{parts.netloc}', not the "
-                f"configured '{base.scheme}://{base.netloc}'; refusing to send credentials there.",
-                method="GET",
-                url="/runs",
-            )
-        url, query = f"{parts.scheme}://{parts.netloc}{parts.path}", parts.query
-    else:
-        path, _, query = href.partition("?")
-        if not path:
-            url = settings.api_url + "/runs"
-        elif path.startswith(api_path) or (path.startswith("/") and API_PATH in path):
-            url = f"{base.scheme}://{base.netloc}{path}"
-        else:
-            url = settings.api_url + "/" + path.lstrip("/")
-    merged = dict(params)
-    for key, values in parse_qs(query, keep_blank_values=True).items():
-        merged[key] = values if len(values) > 1 else values[0]
-    return url, merged
-
-
-def runs_params(
-    flow_id: str, properties: Sequence[str] = (), limit: int | None = None, order_by: str | None = None
-) -> dict[str, Any]:
-    """Query parameters of ``GET /runs`` for one flow (``property`` filters are ANDed)."""
-    if not isinstance(flow_id, str) or not flow_id.strip():
-        raise FlowServiceConfigError(f"flow_id={flow_id!r} is not a dataflow id.")
-    params: dict[str, Any] = {"property": [f"flowId=={flow_id.strip()}", *properties]}
-    if limit is not None:
-        params["limit"] = int(limit)
-    if order_by:
-        params["orderby"] = order_by
-    return params
-
-
-def _items(data: Any) -> list[Mapping[str, Any]]:
-    items = data.get("items") if isinstance(data, Mapping) else None
-    return [i for i in items if isinstance(i, Mapping)] if isinstance(items, list) else []
-
-
-def matches_window(run: FlowRun, flow_id: str, window_start: int, window_end: int) -> bool:
-    """Same flow (when the run says) and exactly the same window."""
-    return (
-        (run.flow_id is None or run.flow_id == flow_id)
-        and run.window_start == window_start
-        and run.window_end == window_end
-    )
-
-
-def newest_first(runs: Sequence[FlowRun]) -> list[FlowRun]:
-    """Sort by ``createdAt`` descending; runs without it last, in their original order."""
-    return sorted(runs, key=lambda r: -(r.created_at or 0) if r.created_at is not None else float("inf"))
-
-
-def _api_path(path: str) -> str:
-    return path if path.startswith("/") else "/" + path
-
 
 # ---------------------------------------------------------------- sync hook
 
@@ -309,7 +154,7 @@ class FlowServiceHook(BaseHook):
             if failure is not None:
                 failure.description = f"{failure.description} ({method} {s.host}{path})"
                 raise failure from None
-            raise _transport_error(s, method, path, exc) from None
+            raise transport_error(s, method, path, exc) from None
 
     def _send_once(
         self, method: str, path: str, *, params: Any = None, body: Any = None, url: str | None = None
@@ -327,7 +172,7 @@ class FlowServiceHook(BaseHook):
             resp = self._http(method, target, path, token, params=params, body=body)
             if resp.status_code == 401:
                 raise self.tokens.refused_error(parse_error_response(resp, method, path))
-        return _decode(self.settings, resp, method, path)
+        return decode_response(self.settings, resp, method, path)
 
     def _request(
         self,
@@ -336,11 +181,13 @@ class FlowServiceHook(BaseHook):
         *,
         params: Any = None,
         body: Any = None,
+        url: str | None = None,
         policy: RetryPolicy | None = None,
     ) -> Any:
+        """``_send_once`` under the retry policy."""
         return call_with_retry(
             policy or self.retry_policy,
-            lambda: self._send_once(method, path, params=params, body=body),
+            lambda: self._send_once(method, path, params=params, body=body, url=url),
             method=method,
             path=path,
         )
@@ -424,7 +271,7 @@ class FlowServiceHook(BaseHook):
         url: str | None = None
         for _ in range(ADOPT_MAX_PAGES):
             data = self._send_once("GET", "/runs", params=params, url=url)
-            runs = [FlowRun.from_api(i) for i in _items(data)]
+            runs = [FlowRun.from_api(i) for i in items_of(data)]
             for run in runs:
                 if (
                     matches_window(run, flow_id, window_start, window_end)
@@ -441,15 +288,15 @@ class FlowServiceHook(BaseHook):
 
     def get_run(self, run_id: str) -> FlowRun:
         """Read one run (``GET /runs/{run_id}``)."""
-        path = f"/runs/{_segment('run_id', run_id)}"
+        path = f"/runs/{path_segment('run_id', run_id)}"
         data = self._request("GET", path)
-        return _one(data, FlowRun.from_api, "run", run_id, path)
+        return one_item(data, FlowRun.from_api, "run", run_id, path)
 
     def get_flow(self, flow_id: str) -> Flow:
         """Read one dataflow (``GET /flows/{flow_id}``)."""
-        path = f"/flows/{_segment('flow_id', flow_id)}"
+        path = f"/flows/{path_segment('flow_id', flow_id)}"
         data = self._request("GET", path)
-        return _one(data, Flow.from_api, "flow", flow_id, path)
+        return one_item(data, Flow.from_api, "flow", flow_id, path)
 
     def list_runs(
         self,
@@ -473,13 +320,8 @@ class FlowServiceHook(BaseHook):
         url: str | None = None
         seen: set[str] = set()
         for page in range(max(1, max_pages)):
-            data = call_with_retry(
-                self.retry_policy,
-                lambda u=url, p=params: self._send_once("GET", "/runs", params=p, url=u),  # type: ignore[misc]
-                method="GET",
-                path="/runs",
-            )
-            runs.extend(FlowRun.from_api(i) for i in _items(data))
+            data = self._request("GET", "/runs", params=params, url=url)
+            runs.extend(FlowRun.from_api(i) for i in items_of(data))
             if limit is not None and len(runs) >= limit:
                 return runs[:limit]
             nxt = next_page(data, self.settings, params)
@@ -580,17 +422,12 @@ class FlowServiceAsyncHook:
     async def _get_client(self) -> httpx.AsyncClient:
         if self._client is None:
             s = await self.get_settings()
-            verify: Any = s.verify
-            if isinstance(verify, str):
-                import ssl
-
-                verify = ssl.create_default_context(cafile=verify)
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout),
-                verify=verify,
-                follow_redirects=False,
-                headers={"User-Agent": _USER_AGENT},
-            )
+            # Building the client loads CA certificates from disk: do it off the event loop.
+            client = await asyncio.to_thread(_build_async_client, s)
+            if self._client is None:
+                self._client = client
+            else:  # another task of this hook won the race
+                await client.aclose()
         return self._client
 
     async def _http(
@@ -611,7 +448,7 @@ class FlowServiceAsyncHook:
             if failure is not None:
                 failure.description = f"{failure.description} ({method} {s.host}{path})"
                 raise failure from None
-            raise _transport_error(s, method, path, exc) from None
+            raise transport_error(s, method, path, exc) from None
 
     async def _send_once(self, method: str, path: str, *, params: Any = None, url: str | None = None) -> Any:
         s = await self.get_settings()
@@ -630,7 +467,7 @@ class FlowServiceAsyncHook:
             resp = await self._http(method, target, path, token, params=params, body=None)
             if resp.status_code == 401:
                 raise tokens.refused_error(parse_error_response(resp, method, path))
-        return _decode(s, resp, method, path)
+        return decode_response(s, resp, method, path)
 
     async def _request(self, method: str, path: str, *, params: Any = None, url: str | None = None) -> Any:
         send: Callable[[], Awaitable[Any]] = lambda: self._send_once(method, path, params=params, url=url)  # noqa: E731
@@ -638,13 +475,13 @@ class FlowServiceAsyncHook:
 
     async def get_run(self, run_id: str) -> FlowRun:
         """Read one run (``GET /runs/{run_id}``)."""
-        path = f"/runs/{_segment('run_id', run_id)}"
-        return _one(await self._request("GET", path), FlowRun.from_api, "run", run_id, path)
+        path = f"/runs/{path_segment('run_id', run_id)}"
+        return one_item(await self._request("GET", path), FlowRun.from_api, "run", run_id, path)
 
     async def get_flow(self, flow_id: str) -> Flow:
         """Read one dataflow (``GET /flows/{flow_id}``)."""
-        path = f"/flows/{_segment('flow_id', flow_id)}"
-        return _one(await self._request("GET", path), Flow.from_api, "flow", flow_id, path)
+        path = f"/flows/{path_segment('flow_id', flow_id)}"
+        return one_item(await self._request("GET", path), Flow.from_api, "flow", flow_id, path)
 
     async def list_runs(
         self,
@@ -663,7 +500,7 @@ class FlowServiceAsyncHook:
         seen: set[str] = set()
         for _ in range(max(1, max_pages)):
             data = await self._request("GET", "/runs", params=params, url=url)
-            runs.extend(FlowRun.from_api(i) for i in _items(data))
+            runs.extend(FlowRun.from_api(i) for i in items_of(data))
             if limit is not None and len(runs) >= limit:
                 return runs[:limit]
             nxt = next_page(data, s, params)
@@ -686,7 +523,16 @@ class FlowServiceAsyncHook:
         await self.aclose()
 
 
-# ---------------------------------------------------------------- shared response handling
+def _build_async_client(s: FlowServiceConnectionSettings) -> httpx.AsyncClient:
+    verify: Any = s.verify
+    if isinstance(verify, str):
+        verify = ssl.create_default_context(cafile=verify)
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout),
+        verify=verify,
+        follow_redirects=False,
+        headers={"User-Agent": USER_AGENT},
+    )
 
 
 async def _aget_connection(conn_id: str) -> Any:
@@ -697,71 +543,6 @@ async def _aget_connection(conn_id: str) -> Any:
     from asgiref.sync import sync_to_async
 
     return await sync_to_async(BaseHook.get_connection)(conn_id)
-
-
-def _segment(name: str, value: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise FlowServiceConfigError(f"{name}={value!r} is empty; pass the id Flow Service returned.")
-    return quote(value.strip(), safe="")
-
-
-def _one(data: Any, build: Callable[[Mapping[str, Any]], Any], what: str, ident: str, path: str) -> Any:
-    item = first_item(data)
-    if item is None:
-        raise FlowServiceApiError(
-            f"Flow Service GET {path} returned no {what} {ident!r}; check the id and the "
-            "connection's sandbox.",
-            status_code=404,
-            method="GET",
-            url=path,
-            run_id=ident if what == "run" else None,
-        )
-    return build(item)
-
-
-def _decode(
-    settings: FlowServiceConnectionSettings, resp: requests.Response | httpx.Response, method: str, path: str
-) -> Any:
-    """Success -> decoded JSON; redirect, transient status or error -> raise the right thing."""
-    status, headers = resp.status_code, resp.headers
-    if 300 <= status < 400:
-        raise redirect_error(status, headers.get("Location"), method, path, settings.host)
-    if status >= 400:
-        error = parse_error_response(resp, method, path)
-        failure = transient_from_status(status, headers, error)
-        if failure is not None:
-            raise failure
-        raise error
-    text = resp.text
-    if not text.strip():
-        return {}
-    try:
-        return resp.json()
-    except ValueError:
-        raise FlowServiceApiError(
-            f"Flow Service {method} {path} answered HTTP {status} with a body that is not JSON: "
-            f"{one_line(text, 200)}",
-            status_code=status,
-            method=method,
-            url=path,
-        ) from None
-
-
-def _transport_error(
-    settings: FlowServiceConnectionSettings, method: str, path: str, exc: Exception
-) -> FlowServiceApiError:
-    tls = "SSL" in type(exc).__name__ or "CERTIFICATE" in str(exc).upper()
-    fix = (
-        "TLS verification failed: set extra verify_tls to the path of your CA bundle (or fix the host)"
-        if tls
-        else "check the connection host"
-    )
-    return FlowServiceApiError(
-        f"Flow Service {method} {path} could not be sent to {settings.host}: {type(exc).__name__}: "
-        f"{one_line(str(exc), 300)}. Hint: {fix}.",
-        method=method,
-        url=path,
-    )
 
 
 __all__ = ["FlowServiceAsyncHook", "FlowServiceHook"]

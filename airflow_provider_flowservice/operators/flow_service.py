@@ -200,7 +200,9 @@ class FlowServiceCreateRunOperator(BaseOperator):
         if self.deferrable:
             self.log.info(
                 "Deferring: the triggerer polls flow run %s every %s s for up to %s s.",
-                run_id, self.poll_interval, timeout,
+                run_id,
+                self.poll_interval,
+                timeout,
             )
             self.defer(
                 trigger=FlowServiceRunTrigger(
@@ -310,32 +312,40 @@ class FlowServiceCreateRunOperator(BaseOperator):
 
         if retry and store is not None:
             stored = self._read_store(store)
-            if stored and stored.get("flow_id") == flow_id and (
-                stored.get("window_start"), stored.get("window_end")
-            ) == (window.start, window.end):
+            if (
+                stored
+                and stored.get("flow_id") == flow_id
+                and (stored.get("window_start"), stored.get("window_end")) == (window.start, window.end)
+            ):
                 try:
                     run = hook.get_run(str(stored["run_id"]))
                 except FlowServiceError as exc:
                     self.log.warning(
                         "Could not read flow run %s stored by an earlier try (%s); looking up runs of the "
-                        "window instead.", stored.get("run_id"), exc,
+                        "window instead.",
+                        stored.get("run_id"),
+                        exc,
                     )
                 else:
                     if run.status.state is RunState.RUNNING:
                         self.log.info(
                             "Reattaching to flow run %s created by an earlier try of this task (status %s).",
-                            run.id, run.raw_status,
+                            run.id,
+                            run.raw_status,
                         )
                         return run.id, run
                     if self._accepts(run):
                         self.log.info(
                             "Adopting flow run %s created by an earlier try of this task: it already ended "
-                            "with status %s; no new run is created.", run.id, run.raw_status,
+                            "with status %s; no new run is created.",
+                            run.id,
+                            run.raw_status,
                         )
                         return run.id, run
                     self.log.info(
                         "Flow run %s created by an earlier try ended with status %s; creating a new run.",
-                        run.id, run.raw_status,
+                        run.id,
+                        run.raw_status,
                     )
                     return self._create(context, hook, request), None
 
@@ -345,20 +355,25 @@ class FlowServiceCreateRunOperator(BaseOperator):
             if newest.status.state is RunState.RUNNING:
                 self.log.info(
                     "Flow run %s for this flow and window is still running (status %s); waiting on it "
-                    "instead of starting a second run for the same window.", newest.id, newest.raw_status,
+                    "instead of starting a second run for the same window.",
+                    newest.id,
+                    newest.raw_status,
                 )
                 self._write_store(store, newest.id, flow_id, window)
                 return newest.id, newest
             if retry and self._accepts(newest):
                 self.log.info(
                     "Adopting run %s created by an earlier try for this flow and window (status %s); this "
-                    "try is an automatic retry, so no new run is created.", newest.id, newest.raw_status,
+                    "try is an automatic retry, so no new run is created.",
+                    newest.id,
+                    newest.raw_status,
                 )
                 self._write_store(store, newest.id, flow_id, window)
                 return newest.id, newest
             self.log.info(
                 "Latest run %s for this window ended with status %s; %s: creating a new run.",
-                newest.id, newest.raw_status,
+                newest.id,
+                newest.raw_status,
                 "it is not reusable" if retry else "this is a first try (new DAG run or a clear)",
             )
         return self._create(context, hook, request), None
@@ -366,12 +381,16 @@ class FlowServiceCreateRunOperator(BaseOperator):
     def _create(self, context: Context, hook: FlowServiceHook, request: _RunRequest) -> str:
         flow_id, window = request.flow_id, request.window
         created = hook.create_run(
-            flow_id, window.start, window.end, start_time=request.start_time,
+            flow_id,
+            window.start,
+            window.end,
+            start_time=request.start_time,
             delta_column=request.delta_column,
         )
         if created.adopted:
-            self.log.info("Flow run %s: an earlier attempt of this request had created it; using it.",
-                          created.run_id)
+            self.log.info(
+                "Flow run %s: an earlier attempt of this request had created it; using it.", created.run_id
+            )
         else:
             self.log.info("Created flow run %s.", created.run_id)
         if self.reuse_existing_run:

@@ -83,7 +83,7 @@ class FlowServiceRunSensor(BaseSensorOperator):
     :param retry: HTTP retry settings for the hook and the trigger.
     :param timeout: (BaseSensorOperator) longest wait; in deferrable mode the trigger's deadline.
     :param soft_fail: (BaseSensorOperator) skip instead of failing on a failed run, a refused
-        ``partialSuccess`` or a timeout.
+        ``partialSuccess`` or a timeout (``never_fail`` too).
     """
 
     template_fields: Sequence[str] = ("run_id",)
@@ -163,12 +163,10 @@ class FlowServiceRunSensor(BaseSensorOperator):
             return self._complete(summary)
         if status == EVENT_TIMEOUT:
             message = (
-                f"{event.get('message')} The sensor's timeout was {self.timeout:.0f} s "
-                "(set timeout=... on the sensor to wait longer)."
+                f"{event.get('message')} Sensor timeout: {self.timeout:.0f} s "
+                "(timeout=... on the sensor)."
             )
-            if self.soft_fail:
-                self.log.warning("%s Skipping: soft_fail=True.", message)
-                raise AirflowSkipException(f"{message} Skipping: soft_fail=True.")
+            self._skip_if_soft(message)
             raise AirflowSensorTimeout(message)
         raise FlowServiceError(event.get("message") or f"Waiting for flow run {run_id} failed: {event!r}")
 
@@ -228,11 +226,23 @@ class FlowServiceRunSensor(BaseSensorOperator):
             self._fail(exc)
         return as_summary(run)
 
+    def _skip_if_soft(self, message: str) -> None:
+        """Under soft_fail (or never_fail) skip, keeping the reason, on Airflow 2.11 and 3.x alike.
+
+        Airflow's own handling differs by line and mode (a generic "Skipping due to soft_fail"
+        message, no never_fail in 2.11's deferred path), so the sensor decides itself.
+        """
+        flag = "soft_fail" if self.soft_fail else "never_fail" if getattr(self, "never_fail", False) else None
+        if flag:
+            self.log.warning("%s Skipping: %s=True.", message, flag)
+            raise AirflowSkipException(f"{message} Skipping: {flag}=True.")
+
     def _fail(self, exc: FlowServiceRunError) -> NoReturn:
         """Fail without retries (the run is final), or skip under soft_fail; the message is kept."""
-        if self.soft_fail:
-            self.log.warning("%s Skipping: soft_fail=True.", exc)
-            raise AirflowSkipException(f"{exc} Skipping: soft_fail=True.") from exc
+        try:
+            self._skip_if_soft(str(exc))
+        except AirflowSkipException as skip:
+            raise skip from exc
         raise FlowServiceRunOutcomeError(
             str(exc), run_id=exc.run_id, status=exc.status, errors=exc.errors
         ) from exc

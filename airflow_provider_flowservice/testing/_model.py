@@ -7,10 +7,7 @@ moves the run along, listing never does (time-based runs move with the clock eit
 
 from __future__ import annotations
 
-import base64
 import copy
-import json
-import re
 import secrets
 import threading
 import time
@@ -18,17 +15,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
-from airflow_provider_flowservice.testing._faults import FLOW_SERVICE_PREFIX
-from airflow_provider_flowservice.testing._responses import Reply, fail
+from airflow_provider_flowservice.testing._listing import RunQuery, field_value
+from airflow_provider_flowservice.testing._responses import BAD_REQUEST, Reply, fail
 
 OUTCOMES = {"success": "success", "failed": "failed", "partialsuccess": "partialSuccess"}
 CREATE_SHAPES = ("items", "bare", "run")
 STATUS_CASES = (None, "title", "upper", "lower")
 FLOW_KINDS = ("table", "file")
-BAD_REQUEST = "1001-400"
-"""Emulator's own code for request validation errors (the docs publish no code for these)."""
 FLOW_NOT_FOUND = "1430-400"
 FLOW_DISABLED = "1431-400"
 RUN_NOT_FOUND = "1439-404"
@@ -47,8 +41,6 @@ _RECORDS = {
     "partialSuccess": (100, 95, 5),
     "failed": (100, 0, 100),
 }
-_FILTER = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)\s*(==|!=|>=|<=|>|<)(.*)$")
-_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
 
 def now_ms() -> int:
@@ -109,54 +101,6 @@ def _seconds_param(params: dict[str, Any], key: str, *, required: bool) -> int |
             f"params.{key}={seconds} looks like milliseconds; send unix seconds (e.g. {seconds // 1000}).",
         )
     return seconds
-
-
-def _field(obj: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(obj, dict) or part not in obj:
-            return None
-        obj = obj[part]
-    return obj
-
-
-def _matches(run: dict[str, Any], expression: str) -> bool:
-    """One ``property=`` filter: ``field==value`` (case-insensitive), ``!=``, ``>``, ``<``, or ``field``."""
-    if _FIELD.match(expression):
-        return _field(run, expression) is not None
-    match = _FILTER.match(expression)
-    if match is None:
-        raise fail(
-            400,
-            BAD_REQUEST,
-            f"Invalid property filter {expression!r}; use field==value, e.g. flowId==<flow id>.",
-        )
-    name, op, wanted = match.groups()
-    actual = _field(run, name)
-    if actual is None:
-        return op == "!="
-    if op in ("==", "!="):
-        equal = str(actual).casefold() == wanted.strip().casefold()
-        return equal if op == "==" else not equal
-    try:
-        left, right = float(actual), float(wanted)
-    except ValueError:
-        raise fail(400, BAD_REQUEST, f"Filter {expression!r} compares a non-numeric value.") from None
-    return {">": left > right, "<": left < right, ">=": left >= right, "<=": left <= right}[op]
-
-
-def _token(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode().rstrip("=")
-
-
-def _offset(token: str) -> int:
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        offset = int(json.loads(base64.urlsafe_b64decode(padded))["offset"])
-    except (ValueError, KeyError, TypeError):
-        raise fail(400, BAD_REQUEST, f"Invalid continuationToken {token!r}.") from None
-    if offset < 0:
-        raise fail(400, BAD_REQUEST, f"Invalid continuationToken {token!r}.")
-    return offset
 
 
 class EmulatorState:
@@ -284,7 +228,7 @@ class EmulatorState:
     def flow_delta_column(self, flow: dict[str, Any]) -> str | None:
         for item in flow["transformations"]:
             if item.get("name") == "Copy":
-                return _field(item, "params.deltaColumn.name")
+                return field_value(item, "params.deltaColumn.name")
         return None
 
     def get_flow(self, flow_id: str) -> Reply:
@@ -369,8 +313,7 @@ class EmulatorState:
 
     def _new_run(self, flow: dict[str, Any], params: dict[str, Any], start: int, end: int) -> dict[str, Any]:
         options = self.flow_options[flow["id"]]
-        outcome_raw = options.get("outcome") or self.outcome
-        outcome = OUTCOMES[str(outcome_raw).lower()]
+        outcome = check_outcome(options.get("outcome") or self.outcome)
         errors = options.get("errors")
         if errors is None:
             errors = DEFAULT_ERRORS if outcome != "success" else []
@@ -502,50 +445,21 @@ class EmulatorState:
             return Reply(200, {"items": [copy.deepcopy(self.runs[run_id])]})
 
     def list_runs(self, query: dict[str, list[str]]) -> Reply:
-        filters = query.get("property", [])
-        limit_raw = query.get("limit", [None])[-1]
-        order = (query.get("orderby", [None])[-1] or "-createdAt").strip()
-        count = (query.get("count", ["false"])[-1] or "").lower() == "true"
-        token = query.get("continuationToken", [None])[-1]
-        if count and limit_raw is not None:
-            raise fail(400, BAD_REQUEST, "count=true cannot be combined with limit; drop one of them.")
-        limit: int | None = None
-        if limit_raw is not None:
-            if not limit_raw.isdigit() or int(limit_raw) < 1:
-                raise fail(400, BAD_REQUEST, f"limit must be a positive integer, got {limit_raw!r}.")
-            limit = int(limit_raw)
-        descending = order.startswith("-")
-        order_field = order.lstrip("+-")
-        if not _FIELD.match(order_field):
-            raise fail(400, BAD_REQUEST, f"Invalid orderby {order!r}; use e.g. -createdAt.")
-        offset = _offset(token) if token else 0
+        """``GET /runs``: filter, order and page; never counts as a poll."""
+        parsed = RunQuery.parse(query)
         with self.lock:
             for run_id in self.runs:
                 self._advance(run_id, poll=False)
-            selected = [r for r in self.runs.values() if all(_matches(r, f) for f in filters)]
-            if count:
+            selected = parsed.select(self.runs.values(), lambda run: self.meta[run["id"]].seq)
+            if parsed.count:
                 return Reply(200, {"count": len(selected)})
-
-            def key(run: dict[str, Any]) -> tuple[Any, int]:
-                value = _field(run, order_field)
-                return (str(value) if not isinstance(value, int | float) else value, self.meta[run["id"]].seq)
-
-            try:
-                selected.sort(key=key, reverse=descending)
-            except TypeError:
-                raise fail(400, BAD_REQUEST, f"Cannot order runs by {order_field!r}.") from None
-            size = max(1, min(self.page_size, limit) if limit else self.page_size)
-            page = [copy.deepcopy(r) for r in selected[offset : offset + size]]
+            start, size = parsed.offset, parsed.page_size(self.page_size)
+            page = [copy.deepcopy(run) for run in selected[start : start + size]]
             links: dict[str, Any] = {}
-            if offset + size < len(selected):
-                links["next"] = {"href": self._next_href(query, offset + size)}
+            if start + size < len(selected):
+                path = parsed.next_path(start + size)
+                links["next"] = {"href": self.base_url + path if self.next_link_style == "absolute" else path}
             return Reply(200, {"items": page, "_links": links})
-
-    def _next_href(self, query: dict[str, list[str]], offset: int) -> str:
-        pairs = [(k, v) for k, values in query.items() if k != "continuationToken" for v in values]
-        pairs.append(("continuationToken", _token(offset)))
-        path = f"{FLOW_SERVICE_PREFIX}/runs?{urlencode(pairs)}"
-        return self.base_url + path if self.next_link_style == "absolute" else path
 
     def runs_for_flow(self, flow_id: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -553,16 +467,24 @@ class EmulatorState:
             return [copy.deepcopy(r) for _, r in sorted(found, key=lambda pair: pair[0])]
 
 
-def check_settings(outcome: str, create_response_shape: str, polls_to_finish: int) -> None:
-    """Refuse settings the emulator cannot act on, naming the valid values."""
-    if str(outcome).lower() not in OUTCOMES:
+def check_outcome(outcome: str) -> str:
+    """Return the documented spelling of ``outcome``, or raise naming the valid values."""
+    canonical = OUTCOMES.get(str(outcome).lower())
+    if canonical is None:
         raise ValueError(f"outcome must be one of {sorted(OUTCOMES.values())}, got {outcome!r}.")
-    if create_response_shape not in CREATE_SHAPES:
-        raise ValueError(
-            f"create_response_shape must be one of {CREATE_SHAPES}, got {create_response_shape!r}."
-        )
+    return canonical
+
+
+def check_shape(shape: str) -> str:
+    if shape not in CREATE_SHAPES:
+        raise ValueError(f"create_response_shape must be one of {CREATE_SHAPES}, got {shape!r}.")
+    return shape
+
+
+def check_polls(polls_to_finish: int) -> int:
     if polls_to_finish < 0:
         raise ValueError(f"polls_to_finish must be >= 0, got {polls_to_finish}.")
+    return polls_to_finish
 
 
 def check_flow_options(status_case: str | None, extra_statuses: Sequence[str]) -> None:

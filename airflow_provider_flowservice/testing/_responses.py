@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+BAD_REQUEST = "1001-400"
+"""Emulator's own code for request validation errors (the docs publish no code for these)."""
+
 _TITLES = {
     400: "Bad Request",
     401: "Unauthorized",

@@ -29,7 +29,9 @@ from airflow_provider_flowservice.testing._model import (
     CREATE_SHAPES,
     EmulatorState,
     check_flow_options,
-    check_settings,
+    check_outcome,
+    check_polls,
+    check_shape,
 )
 from airflow_provider_flowservice.testing._server import (
     IMS_TOKEN_PATH,
@@ -81,7 +83,9 @@ class FlowServiceEmulator:
         page_size: int = 10,
         max_recorded_requests: int = 100_000,
     ) -> None:
-        check_settings(outcome, create_response_shape, polls_to_finish)
+        check_outcome(outcome)
+        check_shape(create_response_shape)
+        check_polls(polls_to_finish)
         if page_size < 1:
             raise ValueError(f"page_size must be at least 1, got {page_size}.")
         self.host = host
@@ -192,8 +196,7 @@ class FlowServiceEmulator:
 
     @polls_to_finish.setter
     def polls_to_finish(self, value: int) -> None:
-        check_settings(self.outcome, self.create_response_shape, value)
-        self._state.polls_to_finish = value
+        self._state.polls_to_finish = check_polls(value)
 
     @property
     def seconds_to_finish(self) -> float | None:
@@ -209,7 +212,7 @@ class FlowServiceEmulator:
 
     @outcome.setter
     def outcome(self, value: str) -> None:
-        check_settings(value, self.create_response_shape, self.polls_to_finish)
+        check_outcome(value)
         self._state.outcome = value
 
     @property
@@ -219,8 +222,7 @@ class FlowServiceEmulator:
 
     @create_response_shape.setter
     def create_response_shape(self, value: str) -> None:
-        check_settings(self.outcome, value, self.polls_to_finish)
-        self._state.create_response_shape = value
+        self._state.create_response_shape = check_shape(value)
 
     @property
     def page_size(self) -> int:
@@ -276,9 +278,9 @@ class FlowServiceEmulator:
             first polls before ``inProgress``, to exercise lenient parsing.
         """
         if outcome is not None:
-            check_settings(outcome, self.create_response_shape, polls_to_finish or 0)
-        if polls_to_finish is not None and polls_to_finish < 0:
-            raise ValueError(f"polls_to_finish must be >= 0, got {polls_to_finish}.")
+            check_outcome(outcome)
+        if polls_to_finish is not None:
+            check_polls(polls_to_finish)
         check_flow_options(status_case, extra_statuses)
         options = {
             "outcome": outcome,

@@ -31,6 +31,10 @@ EVENT_ERROR = "error"
 MIN_REQUEST_SECONDS = 5.0
 
 
+def _utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for errors worth polling through: retry budget spent, 429, 5xx, timeouts, connection errors.
 
@@ -127,12 +131,21 @@ class FlowServiceRunTrigger(BaseTrigger):
     def _what(self) -> str:
         return f"flow run {self.run_id}" + (f" (flow {self.flow_id})" if self.flow_id else "")
 
+    def _error_message(self, exc: BaseException) -> str:
+        return (
+            f"Stopped waiting for {self._what()}: {type(exc).__name__}: {exc}. This error does not go "
+            "away by polling again; the run itself may still be going on in Experience Platform."
+        )
+
+    def _timeout_message(self, polls: int, last: FlowRun | None) -> str:
+        return (
+            f"Timed out waiting for {self._what()}: deadline {_utc(self.end_time)} passed after {polls} "
+            f"successful poll(s); last status {last.raw_status if last else None!r}. The run continues "
+            "in Experience Platform; raise the timeout to wait longer."
+        )
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until terminal, deadline or a non-transient error; yield exactly one event."""
-        last: FlowRun | None = None
-        last_logged: str | None = None
-        polls = 0
-        ended = False  # set before the one event is yielded: a cancel after it is the normal cleanup
         try:
             hook = self._make_hook()
         except Exception as exc:  # e.g. invalid retry settings
@@ -143,62 +156,59 @@ class FlowServiceRunTrigger(BaseTrigger):
         try:
             self.log.info(
                 "Waiting for %s: polling every %s s until %s (unix %s).",
-                self._what(), self.poll_interval,
-                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.end_time)), int(self.end_time),
+                self._what(),
+                self.poll_interval,
+                _utc(self.end_time),
+                int(self.end_time),
             )
-            while True:
-                remaining = self.end_time - time.time()
-                try:
-                    run = await asyncio.wait_for(
-                        hook.get_run(self.run_id), timeout=max(remaining, MIN_REQUEST_SECONDS)
-                    )
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    if not is_transient(exc):
-                        message = (
-                            f"Stopped waiting for {self._what()}: {type(exc).__name__}: {exc}. "
-                            "This error does not go away by polling again; the run itself may still be "
-                            "going on in Experience Platform."
-                        )
-                        self.log.error("%s", message)
-                        ended = True
-                        yield self._event(EVENT_ERROR, last, message)
-                        return
-                    self.log.warning(
-                        "Transient error polling %s (will keep polling until the deadline): %s: %s",
-                        self._what(), type(exc).__name__, exc,
-                    )
-                else:
-                    polls += 1
-                    last = run
-                    if run.raw_status != last_logged:
-                        self.log.info("Flow run %s status: %s", self.run_id, run.raw_status)
-                        last_logged = run.raw_status
-                    if run.status.is_terminal:
-                        message = f"Flow run {self.run_id} ended with status {run.raw_status!r}."
-                        ended = True
-                        yield self._event(EVENT_TERMINAL, run, message)
-                        return
-                remaining = self.end_time - time.time()
-                if remaining <= 0:
-                    message = (
-                        f"Timed out waiting for {self._what()}: deadline "
-                        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(self.end_time))} passed after "
-                        f"{polls} successful poll(s); last status {last.raw_status if last else None!r}. "
-                        "The run continues in Experience Platform; raise the timeout to wait longer."
-                    )
-                    self.log.warning("%s", message)
-                    ended = True
-                    yield self._event(EVENT_TIMEOUT, last, message)
-                    return
-                await asyncio.sleep(min(self.poll_interval, remaining))
+            status, last, message = await self._wait(hook)
         except asyncio.CancelledError:
-            if not ended:
-                self.log.info(
-                    "Stopped polling %s: the trigger was cancelled (the run goes on in Experience Platform).",
-                    self._what(),
-                )
+            self.log.info(
+                "Stopped polling %s: the trigger was cancelled (the run goes on in Experience Platform).",
+                self._what(),
+            )
             raise
         finally:
             await hook.aclose()
+        yield self._event(status, last, message)
+
+    async def _wait(self, hook: Any) -> tuple[str, FlowRun | None, str]:
+        """The polling loop: returns (event status, last run seen, message)."""
+        last: FlowRun | None = None
+        polls = 0
+        while True:
+            remaining = self.end_time - time.time()
+            try:
+                run = await asyncio.wait_for(
+                    hook.get_run(self.run_id), timeout=max(remaining, MIN_REQUEST_SECONDS)
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_transient(exc):
+                    message = self._error_message(exc)
+                    self.log.error("%s", message)
+                    return EVENT_ERROR, last, message
+                self.log.warning(
+                    "Transient error polling %s (will keep polling until the deadline): %s: %s",
+                    self._what(),
+                    type(exc).__name__,
+                    exc,
+                )
+            else:
+                polls += 1
+                if last is None or run.raw_status != last.raw_status:
+                    self.log.info("Flow run %s status: %s", self.run_id, run.raw_status)
+                last = run
+                if run.status.is_terminal:
+                    return (
+                        EVENT_TERMINAL,
+                        run,
+                        f"Flow run {self.run_id} ended with status {run.raw_status!r}.",
+                    )
+            remaining = self.end_time - time.time()
+            if remaining <= 0:
+                message = self._timeout_message(polls, last)
+                self.log.warning("%s", message)
+                return EVENT_TIMEOUT, last, message
+            await asyncio.sleep(min(self.poll_interval, remaining))

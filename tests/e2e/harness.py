@@ -63,7 +63,9 @@ def _serialize_for_test(dag: Any) -> None:
     sync_bag_to_db(bag, "dags-folder", None)
 
 
-def run_dag(dag: Any, *, logical_date: datetime | None = None, conf: dict[str, Any] | None = None) -> DagResult:
+def run_dag(
+    dag: Any, *, logical_date: datetime | None = None, conf: dict[str, Any] | None = None
+) -> DagResult:
     """Run ``dag`` once with ``dag.test()`` and collect task states, task instances and failures."""
     FAILURES.clear()
     if AIRFLOW_V_3_0_PLUS:

@@ -137,7 +137,17 @@ async def test_transient_faults_are_retried_without_blocking_the_loop(
     elapsed = time.monotonic() - started
     tick_task.cancel()
     assert run.id == run_id
-    assert [r.fault for r in fs_requests(em)] == ["429", "500", "502", "503", "504", "reset", "drop", "slow", None]
+    assert [r.fault for r in fs_requests(em)] == [
+        "429",
+        "500",
+        "502",
+        "503",
+        "504",
+        "reset",
+        "drop",
+        "slow",
+        None,
+    ]
     assert ticks >= elapsed / 0.01 * 0.5  # the loop kept running while the hook waited
 
 

@@ -34,8 +34,12 @@ def fs_requests(em: FlowServiceEmulator, method: str | None = None, path: str = 
     return [r for r in em.requests if r.path.startswith(path) and (method is None or r.method == method)]
 
 
-def define(monkeypatch: pytest.MonkeyPatch, em: FlowServiceEmulator, conn_id: str = "flow_service_default",
-           **fields: Any) -> str:
+def define(
+    monkeypatch: pytest.MonkeyPatch,
+    em: FlowServiceEmulator,
+    conn_id: str = "flow_service_default",
+    **fields: Any,
+) -> str:
     """Set AIRFLOW_CONN_<ID> to the emulator's connection JSON with top-level or extra overrides."""
     conn = json.loads(em.connection_json())
     for key in ("host", "login", "password"):
@@ -86,7 +90,11 @@ def test_every_request_carries_the_auth_headers(em: FlowServiceEmulator, hook: F
     assert post.headers["content-type"] == "application/json"
     assert post.body == {
         "flowId": flow,
-        "params": {"windowStartTime": str(W_START), "windowEndTime": str(W_END), "deltaColumn": {"name": "DOB"}},
+        "params": {
+            "windowStartTime": str(W_START),
+            "windowEndTime": str(W_END),
+            "deltaColumn": {"name": "DOB"},
+        },
     }
     ims = [r for r in em.requests if r.path == "/ims/token/v3"]
     assert len(ims) == 1
@@ -94,14 +102,21 @@ def test_every_request_carries_the_auth_headers(em: FlowServiceEmulator, hook: F
     assert "authorization" not in ims[0].headers
     assert ims[0].body["grant_type"] == "client_credentials"
     assert ims[0].body["client_id"] == em.client_id
-    assert ims[0].body["scope"] == "openid,AdobeID,read_organizations,additional_info.projectedProductContext,session"
+    assert (
+        ims[0].body["scope"]
+        == "openid,AdobeID,read_organizations,additional_info.projectedProductContext,session"
+    )
 
 
 def test_start_time_is_sent_as_string_seconds(em: FlowServiceEmulator, hook: FlowServiceHook) -> None:
     flow = em.add_flow(kind="file")
     hook.create_run(flow, W_START, W_END, start_time=W_END + 60)
     params = fs_requests(em, "POST")[0].body["params"]
-    assert params == {"windowStartTime": str(W_START), "windowEndTime": str(W_END), "startTime": str(W_END + 60)}
+    assert params == {
+        "windowStartTime": str(W_START),
+        "windowEndTime": str(W_END),
+        "startTime": str(W_END + 60),
+    }
 
 
 def test_token_is_shared_by_hook_instances(em: FlowServiceEmulator) -> None:
@@ -207,7 +222,11 @@ def test_static_access_token_is_used_as_is_and_its_refusal_is_explained(
     em = flow_service_emulator
     token = requests.post(
         em.ims_token_url,
-        data={"grant_type": "client_credentials", "client_id": em.client_id, "client_secret": em.client_secret},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": em.client_id,
+            "client_secret": em.client_secret,
+        },
         timeout=5,
     ).json()["access_token"]
     conn_id = define(monkeypatch, em, "aep_static", password="", access_token=token)
@@ -284,7 +303,12 @@ def test_find_runs_for_window_is_newest_first(em: FlowServiceEmulator, hook: Flo
 def test_get_flow_returns_a_typed_flow(em: FlowServiceEmulator, hook: FlowServiceHook) -> None:
     flow = em.add_flow(name="Orders", delta_column="updated_at")
     result = hook.get_flow(flow)
-    assert (result.id, result.name, result.state, result.delta_column) == (flow, "Orders", "enabled", "updated_at")
+    assert (result.id, result.name, result.state, result.delta_column) == (
+        flow,
+        "Orders",
+        "enabled",
+        "updated_at",
+    )
 
 
 def test_run_ui_url_needs_no_network(em: FlowServiceEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -292,7 +316,12 @@ def test_run_ui_url_needs_no_network(em: FlowServiceEmulator, monkeypatch: pytes
     assert url == DEFAULT_UI_URL_TEMPLATE.format(
         flow_id="flow-1", run_id="run-1", sandbox_name=em.sandbox_name, org_id=em.org_id
     )
-    define(monkeypatch, em, "aep_ui", ui_url_template="https://ui.example/{org_id}/{sandbox_name}/{flow_id}/{run_id}")
+    define(
+        monkeypatch,
+        em,
+        "aep_ui",
+        ui_url_template="https://ui.example/{org_id}/{sandbox_name}/{flow_id}/{run_id}",
+    )
     assert FlowServiceHook("aep_ui").run_ui_url("f", "r") == f"https://ui.example/{em.org_id}/prod/f/r"
     assert FlowServiceHook("aep_ui").run_ui_url("f") == f"https://ui.example/{em.org_id}/prod/f/"
     assert em.requests == []
@@ -334,7 +363,9 @@ def test_changing_the_delta_column_gets_the_delta_column_hint(
     assert "file-based" in str(info.value)
 
 
-def test_wrong_sandbox_gets_the_sandbox_hint(em: FlowServiceEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_sandbox_gets_the_sandbox_hint(
+    em: FlowServiceEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     conn_id = define(monkeypatch, em, "aep_dev", sandbox_name="dev")
     with pytest.raises(FlowServiceApiError) as info:
         FlowServiceHook(conn_id, retry=FAST).get_run("r")
@@ -431,7 +462,9 @@ def test_retries_stop_at_the_time_budget(em: FlowServiceEmulator) -> None:
 # ---------------------------------------------------------------- safe create
 
 
-def test_create_after_drop_after_create_adopts_the_run(em: FlowServiceEmulator, hook: FlowServiceHook) -> None:
+def test_create_after_drop_after_create_adopts_the_run(
+    em: FlowServiceEmulator, hook: FlowServiceHook
+) -> None:
     flow = em.add_flow(kind="file")
     em.inject("drop_after_create", method="POST")
     created = hook.create_run(flow, W_START, W_END)
@@ -554,8 +587,13 @@ def test_redirect_is_refused_and_the_token_stays_home(
 
 
 def test_plain_http_to_a_remote_host_is_refused_before_any_request(monkeypatch: pytest.MonkeyPatch) -> None:
-    conn = {"conn_type": "adobe_flow_service", "host": "http://platform.example.com", "login": "id",
-            "password": "secret", "extra": {"org_id": "ORG@AdobeOrg"}}
+    conn = {
+        "conn_type": "adobe_flow_service",
+        "host": "http://platform.example.com",
+        "login": "id",
+        "password": "secret",
+        "extra": {"org_id": "ORG@AdobeOrg"},
+    }
     monkeypatch.setenv("AIRFLOW_CONN_AEP_PLAIN", json.dumps(conn))
     with pytest.raises(FlowServiceConfigError, match="allow_insecure_http"):
         FlowServiceHook("aep_plain").get_run("r")
@@ -587,7 +625,9 @@ def test_test_connection_succeeds_with_a_round_trip(em: FlowServiceEmulator) -> 
     ],
 )
 def test_test_connection_says_what_is_wrong(
-    flow_service_emulator: FlowServiceEmulator, monkeypatch: pytest.MonkeyPatch, fields: dict[str, Any],
+    flow_service_emulator: FlowServiceEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    fields: dict[str, Any],
     expected: str,
 ) -> None:
     conn_id = define(monkeypatch, flow_service_emulator, "aep_test_conn", **fields)
@@ -604,8 +644,12 @@ def test_test_connection_reports_an_unreachable_host(monkeypatch: pytest.MonkeyP
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    conn = {"conn_type": "adobe_flow_service", "host": f"http://127.0.0.1:{port}", "login": "id",
-            "extra": {"org_id": "ORG@AdobeOrg", "access_token": "tok"}}
+    conn = {
+        "conn_type": "adobe_flow_service",
+        "host": f"http://127.0.0.1:{port}",
+        "login": "id",
+        "extra": {"org_id": "ORG@AdobeOrg", "access_token": "tok"},
+    }
     monkeypatch.setenv("AIRFLOW_CONN_AEP_DOWN", json.dumps(conn))
     ok, message = FlowServiceHook("aep_down").test_connection()
     assert not ok
@@ -614,3 +658,127 @@ def test_test_connection_reports_an_unreachable_host(monkeypatch: pytest.MonkeyP
 
 def test_token_cache_is_clean_between_tests() -> None:
     assert TOKEN_CACHE.fetches == 0
+
+
+# ---------------------------------------------------------------- pure request/response helpers
+
+
+def _settings(host: str = "https://platform.adobe.io") -> Any:
+    from airflow_provider_flowservice.connection import FlowServiceConnectionSettings
+
+    return FlowServiceConnectionSettings.from_fields(
+        conn_id="aep", host=host, login="id", password="secret", extra={"org_id": "O@AdobeOrg"}
+    )
+
+
+@pytest.mark.parametrize(
+    ("href", "url", "token"),
+    [
+        (
+            "https://platform.adobe.io/data/foundation/flowservice/runs?continuationToken=abc",
+            "https://platform.adobe.io/data/foundation/flowservice/runs",
+            "abc",
+        ),
+        (
+            "/data/foundation/flowservice/runs?continuationToken=abc",
+            "https://platform.adobe.io/data/foundation/flowservice/runs",
+            "abc",
+        ),
+        ("/runs?continuationToken=abc", "https://platform.adobe.io/data/foundation/flowservice/runs", "abc"),
+        ("runs?continuationToken=abc", "https://platform.adobe.io/data/foundation/flowservice/runs", "abc"),
+        ("?continuationToken=abc", "https://platform.adobe.io/data/foundation/flowservice/runs", "abc"),
+        ("continuationToken=abc", "https://platform.adobe.io/data/foundation/flowservice/runs", "abc"),
+    ],
+)
+def test_next_page_link_forms(href: str, url: str, token: str) -> None:
+    from airflow_provider_flowservice.hooks._api import next_page
+
+    params = {"property": ["flowId==f"], "orderby": "-createdAt"}
+    result = next_page({"items": [], "_links": {"next": {"href": href}}}, _settings(), params)
+    assert result == (url, {**params, "continuationToken": token})
+
+
+def test_next_page_link_query_overrides_and_last_page() -> None:
+    from airflow_provider_flowservice.hooks._api import next_page
+
+    href = "/runs?property=flowId%3D%3Df&property=x%3D%3Dy&limit=5&continuationToken=t"
+    _, params = next_page({"_links": {"next": {"href": href}}}, _settings(), {"limit": 10})  # type: ignore[misc]
+    assert params == {"property": ["flowId==f", "x==y"], "limit": "5", "continuationToken": "t"}
+    for data in (
+        {"items": []},
+        {"_links": {}},
+        {"_links": {"next": {}}},
+        {"_links": {"next": {"href": ""}}},
+        [],
+    ):
+        assert next_page(data, _settings(), {}) is None
+
+
+@pytest.mark.parametrize(
+    "href", ["https://evil.example.com/runs?continuationToken=t", "http://platform.adobe.io/runs?x=1"]
+)
+def test_next_page_link_to_another_host_or_scheme_is_refused(href: str) -> None:
+    from airflow_provider_flowservice.hooks._api import next_page
+
+    with pytest.raises(FlowServiceApiError, match="refusing to send credentials"):
+        next_page({"_links": {"next": {"href": href}}}, _settings(), {})
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("", W_START, W_END), "flow_id"),
+        (("a/b", W_START, W_END), "flow_id"),
+        (("f", W_START * 1000, W_END * 1000), "not milliseconds"),
+        (("f", W_END, W_START), "not after window_start"),
+        (("f", W_START, W_START), "not after window_start"),
+        (("f", str(W_START), W_END), "not an integer"),
+        (("f", True, W_END), "not an integer"),
+        (("f", -1, W_END), "out of range"),
+    ],
+)
+def test_create_run_body_validation(args: tuple[Any, ...], fragment: str) -> None:
+    from airflow_provider_flowservice.hooks._api import create_run_body
+
+    with pytest.raises(FlowServiceConfigError, match=fragment):
+        create_run_body(*args)
+
+
+def test_create_run_body_rejects_a_blank_delta_column() -> None:
+    from airflow_provider_flowservice.hooks._api import create_run_body
+
+    with pytest.raises(FlowServiceConfigError, match="delta_column"):
+        create_run_body("f", W_START, W_END, delta_column="  ")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"items": [{"id": "r1", "etag": '"e"'}]},
+        {"id": "r1", "etag": '"e"'},
+        {"id": "r1", "etag": '"e"', "flowId": "f", "metrics": {"statusSummary": {"status": "scheduled"}}},
+    ],
+)
+def test_parse_created_run_shapes(data: dict[str, Any]) -> None:
+    from airflow_provider_flowservice.hooks._api import parse_created_run
+
+    created = parse_created_run(data)
+    assert (created.run_id, created.etag, created.adopted) == ("r1", '"e"', False)
+
+
+@pytest.mark.parametrize("data", [{}, {"items": []}, {"items": [{"etag": "e"}]}, [], "oops"])
+def test_parse_created_run_without_an_id(data: Any) -> None:
+    from airflow_provider_flowservice.hooks._api import parse_created_run
+
+    with pytest.raises(FlowServiceApiError, match="without a run id"):
+        parse_created_run(data)
+
+
+def test_newest_first_puts_runs_without_created_at_last() -> None:
+    from airflow_provider_flowservice.hooks._api import newest_first
+    from airflow_provider_flowservice.models import FlowRun
+
+    runs = [
+        FlowRun.from_api({"id": i, "createdAt": c}) for i, c in [("a", 1), ("b", None), ("c", 3), ("d", 2)]
+    ]
+    assert [r.id for r in newest_first(runs)] == ["c", "d", "a", "b"]

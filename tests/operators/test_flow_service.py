@@ -6,6 +6,7 @@ request, XComs pushed before waiting, and the deferred path's event handling.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +34,10 @@ if AIRFLOW_V_3_0_PLUS:
     from airflow.sdk import DAG
 else:
     from airflow import DAG
+
+    # Airflow 2 deletes or clears runs whose notes point at FAB's user table: map that table.
+    with contextlib.suppress(ImportError):
+        import airflow.providers.fab.auth_manager.models  # noqa: F401
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 pytestmark = pytest.mark.timeout(180)
@@ -41,6 +46,19 @@ JAN1 = 1704067200
 JAN2 = JAN1 + 86400
 LOGICAL = pendulum.datetime(2024, 1, 2, tz="UTC")  # daily data interval: 2024-01-01 -> 2024-01-02
 FAST = RetryPolicy(max_attempts=2, initial_backoff=0.01, max_backoff=0.02, max_total_seconds=2.0)
+
+
+class LogText(str):
+    """Log text from logging (caplog) and from the captured output, which may both hold a line."""
+
+    def __new__(cls, logged: str, printed: str) -> LogText:
+        text = super().__new__(cls, logged + "\n" + printed)
+        text.sources = (logged, printed)
+        return text
+
+    def count(self, sub: str, *args: object) -> int:  # type: ignore[override]
+        """Occurrences in the source that has the most (a line echoed to both counts once)."""
+        return max(source.count(sub) for source in self.sources)
 
 
 @pytest.fixture
@@ -53,9 +71,9 @@ def output(capfd, caplog):
     """All task log text so far (structlog writes to the fds on Airflow 3, logging on 2.11)."""
     caplog.set_level("INFO")
 
-    def read() -> str:
+    def read() -> LogText:
         captured = capfd.readouterr()
-        return captured.out + captured.err + caplog.text
+        return LogText(caplog.text, captured.out + captured.err)
 
     return read
 
@@ -94,7 +112,7 @@ def polls(emu, run_id: str) -> int:
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
 def test_success_sends_window_and_returns_run_id(emu, output, deferrable):
-    flow = emu.add_flow(polls_to_finish=3)
+    flow = emu.add_flow(polls_to_finish=5)
     result = run_dag(make_dag(flow_id=flow, deferrable=deferrable), logical_date=LOGICAL)
     assert result.states == {"run": "success"}, result.errors
     (post,) = posts(emu)
@@ -105,9 +123,13 @@ def test_success_sends_window_and_returns_run_id(emu, output, deferrable):
     assert run_id in emu.runs
     assert flow in result.xcom("run", key="run_url")
     text = output()
-    assert "2024-01-01T00:00:00+00:00 -> 2024-01-02T00:00:00+00:00 (unix seconds 1704067200 -> 1704153600" in text
+    assert (
+        "2024-01-01T00:00:00+00:00 -> 2024-01-02T00:00:00+00:00 (unix seconds 1704067200 -> 1704153600"
+        in text
+    )
     assert f"Flow run id: {run_id}" in text
-    assert text.count(f"Flow run {run_id} status: inProgress") == 1  # on change, not every poll
+    # logged on change, not on each of the 5 polls that saw it (Airflow 2 may echo a line to two handlers)
+    assert 1 <= text.count(f"Flow run {run_id} status: inProgress") <= 2
     assert f"Flow run {run_id} finished: status 'success'" in text
     assert "records:  input 100, output 100, failed 0" in text
     assert ("Deferring" in text) is deferrable
@@ -190,8 +212,10 @@ def test_explicit_templated_window(emu):
     ("kwargs", "expected"),
     [
         ({"flow_id": "not-a-uuid"}, "flow_id 'not-a-uuid' is not a dataflow id"),
-        ({"window_start": "2024-01-01T00:00:00", "window_end": JAN2},
-         "window_start '2024-01-01T00:00:00' has no UTC offset; add one, e.g. '2024-01-01T00:00:00+00:00'"),
+        (
+            {"window_start": "2024-01-01T00:00:00", "window_end": JAN2},
+            "window_start '2024-01-01T00:00:00' has no UTC offset; add one, e.g. '2024-01-01T00:00:00+00:00'",
+        ),
         ({"window_start": JAN1 * 1000, "window_end": JAN2 * 1000}, "divide by 1000"),
         ({"window_start": JAN2, "window_end": JAN1}, "inverted"),
         ({"window_start": "{{ params.unset }}", "window_end": JAN2}, "window_start is 'None'"),
@@ -247,7 +271,9 @@ def test_constructing_makes_no_request_and_reads_no_connection(emu, monkeypatch)
     assert op.template_fields == ("flow_id", "window_start", "window_end", "delta_column", "start_time")
 
 
-@pytest.mark.parametrize(("name", "value"), [("poll_interval", 0), ("timeout", -1), ("timeout", timedelta(0))])
+@pytest.mark.parametrize(
+    ("name", "value"), [("poll_interval", 0), ("timeout", -1), ("timeout", timedelta(0))]
+)
 def test_bad_numbers_fail_at_parse_time(name, value):
     with pytest.raises(FlowServiceConfigError, match=name):
         FlowServiceCreateRunOperator(task_id="t", flow_id="x", **{name: value})
@@ -258,8 +284,9 @@ def test_timeout_defaults():
     assert op.timeout_seconds == 24 * 3600
     op = FlowServiceCreateRunOperator(task_id="b", flow_id="x", execution_timeout=timedelta(minutes=5))
     assert op.timeout_seconds == 300
-    op = FlowServiceCreateRunOperator(task_id="c", flow_id="x", timeout=timedelta(minutes=2),
-                                      execution_timeout=timedelta(minutes=5))
+    op = FlowServiceCreateRunOperator(
+        task_id="c", flow_id="x", timeout=timedelta(minutes=2), execution_timeout=timedelta(minutes=5)
+    )
     assert op.timeout_seconds == 120
 
 
@@ -318,19 +345,73 @@ def test_reuse_disabled_always_creates(emu):
     assert len(posts(emu)) == 2
 
 
+def clear_and_rerun(dag: Any, dag_run: Any, task_id: str = "run") -> tuple[int, int]:
+    """Clear a finished task instance with Airflow's own ``clear_task_instances`` and run it again.
+
+    Does what the UI's "Clear" and then the scheduler do; the re-run uses the same in-process task
+    runner as ``dag.test()`` (a private helper on both Airflow lines). Returns (try_number, max_tries)
+    of the re-run.
+    """
+    from airflow.models.taskinstance import TaskInstance, clear_task_instances
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState, TaskInstanceState
+
+    with create_session() as session:
+        ti = (
+            session.query(TaskInstance)
+            .filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id, task_id=task_id)
+            .one()
+        )
+        if AIRFLOW_V_3_0_PLUS:
+            clear_task_instances([ti], session, dag_run_state=DagRunState.RUNNING)
+        else:
+            clear_task_instances([ti], session, dag=dag, dag_run_state=DagRunState.RUNNING)
+        ti.try_number += 1  # the scheduler's step when it schedules the cleared task
+        ti.state = TaskInstanceState.SCHEDULED
+        session.commit()
+        numbers = (ti.try_number, ti.max_tries)
+        if AIRFLOW_V_3_0_PLUS:
+            from airflow.sdk.definitions.dag import _run_task
+
+            _run_task(ti=ti, task=dag.task_dict[task_id], run_triggerer=True)
+        else:
+            from airflow.models.dag import _run_task
+
+            ti.task = dag.task_dict[task_id]
+            _run_task(ti=ti, inline_trigger=True, session=session)
+        session.commit()
+        state = (
+            session.query(TaskInstance.state)
+            .filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id, task_id=task_id)
+            .scalar()
+        )
+    assert str(getattr(state, "value", state)) == "success"
+    return numbers
+
+
 def test_deliberate_clear_creates_a_new_run(emu, output):
-    """dag.test() clears the task instances of its logical date first: a real clear."""
     flow = emu.add_flow(polls_to_finish=0)
     dag = make_dag(flow_id=flow, retries=2)
     first = run_dag(dag, logical_date=LOGICAL)
     assert first.states == {"run": "success"}
     first_run = first.xcom("run")
     output()
-    second = run_dag(dag, logical_date=LOGICAL)
-    assert second.states == {"run": "success"}
-    assert second.xcom("run") != first_run
+    try_number, max_tries = clear_and_rerun(dag, first.dag_run)
+    # Airflow set max_tries = try_number + retries on clear: the re-run looks like a first try
+    assert (try_number, max_tries) == (2, 3)
+    assert not is_automatic_retry(try_number, max_tries, 2)
     assert len(posts(emu)) == 2
+    assert first_run in emu.runs
     assert "this is a first try (new DAG run or a clear): creating a new run" in output()
+
+
+def test_new_dag_run_for_an_ingested_window_creates_a_new_run(emu):
+    flow = emu.add_flow(polls_to_finish=0)
+    dag = make_dag(flow_id=flow, retries=2)
+    first = run_dag(dag, logical_date=LOGICAL)
+    second = run_dag(dag, logical_date=LOGICAL)
+    assert first.states == second.states == {"run": "success"}
+    assert len(posts(emu)) == 2
 
 
 # direct execute() with a task instance that looks like an automatic retry (not reachable with a
@@ -386,7 +467,9 @@ def context_for(ti: RetryLikeTI, store: DictStore | None = None) -> dict:
 
 
 def op_for(flow: str, **kwargs) -> FlowServiceCreateRunOperator:
-    return FlowServiceCreateRunOperator(task_id="t", flow_id=flow, retries=1, poll_interval=0.01, retry=FAST, **kwargs)
+    return FlowServiceCreateRunOperator(
+        task_id="t", flow_id=flow, retries=1, poll_interval=0.01, retry=FAST, **kwargs
+    )
 
 
 def test_retry_adopts_succeeded_run_of_the_window(emu, output):
@@ -432,7 +515,10 @@ class TestTaskStateStore:
         store = DictStore()
         run_id = op_for(flow).execute(context_for(RetryLikeTI(1, 1), store))
         assert store.data[TASK_STATE_KEY] == {
-            "run_id": run_id, "flow_id": flow, "window_start": JAN1, "window_end": JAN2,
+            "run_id": run_id,
+            "flow_id": flow,
+            "window_start": JAN1,
+            "window_end": JAN2,
         }
         from airflow.sdk.execution_time.context import NEVER_EXPIRE
 
@@ -442,8 +528,9 @@ class TestTaskStateStore:
         flow = emu.add_flow(polls_to_finish=0)
         done = finished_run(emu, flow)
         emu.reset_requests()
-        store = DictStore({TASK_STATE_KEY: {"run_id": done, "flow_id": flow, "window_start": JAN1,
-                                            "window_end": JAN2}})
+        store = DictStore(
+            {TASK_STATE_KEY: {"run_id": done, "flow_id": flow, "window_start": JAN1, "window_end": JAN2}}
+        )
         assert op_for(flow).execute(context_for(RetryLikeTI(2, 1), store)) == done
         assert not posts(emu)
         assert not [r for r in emu.requests if r.method == "GET" and r.path.endswith("/flowservice/runs")]
@@ -452,8 +539,9 @@ class TestTaskStateStore:
     def test_retry_reattaches_to_stored_running_run(self, emu, output):
         flow = emu.add_flow(polls_to_finish=3)
         running = FlowServiceHook(retry=FAST).create_run(flow, JAN1, JAN2).run_id
-        store = DictStore({TASK_STATE_KEY: {"run_id": running, "flow_id": flow, "window_start": JAN1,
-                                            "window_end": JAN2}})
+        store = DictStore(
+            {TASK_STATE_KEY: {"run_id": running, "flow_id": flow, "window_start": JAN1, "window_end": JAN2}}
+        )
         assert op_for(flow).execute(context_for(RetryLikeTI(2, 1), store)) == running
         assert len(posts(emu)) == 1
         assert f"Reattaching to flow run {running}" in output()
@@ -461,8 +549,9 @@ class TestTaskStateStore:
     def test_retry_replaces_stored_failed_run(self, emu):
         flow = emu.add_flow(outcome="failed", polls_to_finish=0)
         failed = finished_run(emu, flow)
-        store = DictStore({TASK_STATE_KEY: {"run_id": failed, "flow_id": flow, "window_start": JAN1,
-                                            "window_end": JAN2}})
+        store = DictStore(
+            {TASK_STATE_KEY: {"run_id": failed, "flow_id": flow, "window_start": JAN1, "window_end": JAN2}}
+        )
         with pytest.raises(FlowServiceRunError) as err:  # the new run fails as well, but it is new
             op_for(flow).execute(context_for(RetryLikeTI(2, 1), store))
         assert err.value.run_id != failed
@@ -472,8 +561,16 @@ class TestTaskStateStore:
     def test_stored_run_of_another_window_is_ignored(self, emu):
         flow = emu.add_flow(polls_to_finish=0)
         other = finished_run(emu, flow, window=(JAN1 - 86400, JAN1))
-        store = DictStore({TASK_STATE_KEY: {"run_id": other, "flow_id": flow, "window_start": JAN1 - 86400,
-                                            "window_end": JAN1}})
+        store = DictStore(
+            {
+                TASK_STATE_KEY: {
+                    "run_id": other,
+                    "flow_id": flow,
+                    "window_start": JAN1 - 86400,
+                    "window_end": JAN1,
+                }
+            }
+        )
         run_id = op_for(flow).execute(context_for(RetryLikeTI(2, 1), store))
         assert run_id != other
         assert len(posts(emu)) == 2
@@ -483,25 +580,53 @@ class TestTaskStateStore:
 
 
 def summary(status: str, errors=()) -> dict:
-    return {"run_id": "r-1", "flow_id": "f", "status": status, "errors": list(errors), "window_start": JAN1,
-            "window_end": JAN2, "records": {}, "files": {}, "duration_seconds": 1.0}
+    return {
+        "run_id": "r-1",
+        "flow_id": "f",
+        "status": status,
+        "errors": list(errors),
+        "window_start": JAN1,
+        "window_end": JAN2,
+        "records": {},
+        "files": {},
+        "duration_seconds": 1.0,
+    }
 
 
 def test_execute_complete_rules():
     op = FlowServiceCreateRunOperator(task_id="t", flow_id="x", timeout=60)
-    ok = {"status": "terminal", "run_id": "r-1", "run_status": "success", "summary": summary("success"),
-          "message": "m"}
+    ok = {
+        "status": "terminal",
+        "run_id": "r-1",
+        "run_status": "success",
+        "summary": summary("success"),
+        "message": "m",
+    }
     assert op.execute_complete({}, ok) == "r-1"
-    failed = {**ok, "run_status": "failed", "summary": summary("failed", [{"code": "C-1", "message": "boom"}])}
+    failed = {
+        **ok,
+        "run_status": "failed",
+        "summary": summary("failed", [{"code": "C-1", "message": "boom"}]),
+    }
     with pytest.raises(FlowServiceRunError, match="C-1: boom"):
         op.execute_complete({}, failed)
-    timeout = {"status": "timeout", "run_id": "r-1", "run_status": "inProgress", "summary": None,
-               "message": "Timed out waiting for flow run r-1."}
+    timeout = {
+        "status": "timeout",
+        "run_id": "r-1",
+        "run_status": "inProgress",
+        "summary": None,
+        "message": "Timed out waiting for flow run r-1.",
+    }
     with pytest.raises(FlowServiceTimeoutError, match=r"Timed out waiting for flow run r-1\..*60 s") as err:
         op.execute_complete({}, timeout)
     assert err.value.last_status == "inProgress"
-    error = {"status": "error", "run_id": "r-1", "run_status": None, "summary": None,
-             "message": "Stopped waiting for flow run r-1: 404"}
+    error = {
+        "status": "error",
+        "run_id": "r-1",
+        "run_status": None,
+        "summary": None,
+        "message": "Stopped waiting for flow run r-1: 404",
+    }
     with pytest.raises(FlowServiceError, match="Stopped waiting for flow run r-1: 404"):
         op.execute_complete({}, error)
 

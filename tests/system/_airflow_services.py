@@ -66,13 +66,13 @@ def free_port() -> int:
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.5) -> T:
-    """Call ``probe`` until it returns something truthy; after ``timeout`` raise TimeoutError naming ``what``."""
+    """Call ``probe`` until it returns something truthy; raise TimeoutError naming ``what`` when late."""
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
     while True:
         try:
             result = probe()
-        except Exception as exc:  # the probe may fail while a service is still starting
+        except (OSError, sqlite3.Error) as exc:  # e.g. a service still starting; anything else raises
             last_error = exc
             result = None
         if result:
@@ -125,6 +125,8 @@ class AirflowDeployment:
                 "AIRFLOW__CORE__FERNET_KEY": "",
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.logs_dir),
                 "PYTHONUNBUFFERED": "1",
+                # 2.x executors start `airflow tasks run` from PATH: make it this interpreter's.
+                "PATH": os.pathsep.join([str(Path(AIRFLOW_CLI).parent), os.environ.get("PATH", "")]),
             }
         )
         env.update(FAST_SETTINGS_COMMON)

@@ -5,11 +5,15 @@ Real services run as subprocesses in a fresh AIRFLOW_HOME with a sqlite metadata
 
 - Airflow 3.x: ``api-server`` (127.0.0.1, free port; tasks talk to it through the Execution API),
   ``dag-processor``, ``scheduler`` (LocalExecutor) and ``triggerer``, as ``airflow standalone``
-  runs them, SimpleAuthManager with all users admin. The intervals come from
-  ``airflow backfill create`` (run by the scheduler).
-- Airflow 2.11: ``scheduler`` and ``triggerer``; the intervals come from ``airflow dags backfill``,
-  whose backfill job runs the tasks with the SequentialExecutor (the only executor 2.x allows on
-  sqlite).
+  runs them, SimpleAuthManager with all users admin.
+- Airflow 2.11: ``scheduler`` (SequentialExecutor, the only executor 2.x allows on sqlite) and
+  ``triggerer``.
+
+The DAG file is the shipped backfill example with one change: its ``start_date`` is moved to three
+days ago, so that the scheduler's catchup creates exactly three daily data intervals (the shipped
+date would schedule every day since 2025; ``airflow backfill create`` is no alternative on 3.x, as
+the scheduler ignores the backfill runs of a paused DAG). New DAGs start unpaused
+(``[core] dags_are_paused_at_creation=False``), as in a deployment that sets it.
 
 The emulator runs in this test process; the services get its connection through
 ``AIRFLOW_CONN_FLOW_SERVICE_DEFAULT`` and poll every second (``FLOW_SERVICE_POLL_INTERVAL=1``).
@@ -37,8 +41,8 @@ What it proves, per data interval:
 
 from __future__ import annotations
 
-import shutil
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +57,12 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DAG = REPO / "example_dags" / "example_flow_service_backfill.py"
 DAG_ID = "example_flow_service_backfill"
 TRIGGER_CLASSPATH = "airflow_provider_flowservice.triggers.flow_service.FlowServiceRunTrigger"
-# Three daily intervals well after the DAG's start_date (2025-01-01).
-FROM_DATE, TO_DATE = "2025-01-02", "2025-01-04"
+# The DAG is daily: with its start_date moved to three days ago, catchup makes three runs.
 INTERVALS = 3
 # Long enough for all three tasks to start and defer one after the other on one worker slot, and
 # for the executor to report each deferral before its trigger fires.
 SECONDS_TO_FINISH = 14.0
-RUNS_TIMEOUT = 150.0
+RUNS_TIMEOUT = 170.0  # from the services' start: parse, schedule, run, defer, resume
 
 
 def _utc_seconds(value: str) -> int:
@@ -91,24 +94,23 @@ class Observation:
                 self.triggers[trigger_id] = (str(classpath), str(kwargs), triggerer_id)
 
 
-def _start_intervals(deployment: AirflowDeployment) -> None:
-    """Create the DAG runs of three data intervals the way the DAG's docs tell users to."""
-    if deployment.airflow_3:
-        deployment.cli(
-            "backfill", "create", "--dag-id", DAG_ID, "--from-date", FROM_DATE, "--to-date", TO_DATE
-        )
-    else:
-        # 2.x: the backfill job runs in this CLI process (scheduler-like loop, own executor); start
-        # it in the background like a service so this test can watch the DB meanwhile.
-        deployment.start_cli_job(
-            "backfill", ["dags", "backfill", DAG_ID, "-s", FROM_DATE, "-e", TO_DATE, "--disable-retry"]
-        )
+def _copy_dag_starting(dags: Path, start: datetime) -> None:
+    """Copy the example DAG into ``dags`` with ``start_date`` moved to ``start`` (all else as shipped).
+
+    Unpaused with ``catchup=True``, the scheduler then creates exactly the runs of the whole days
+    between ``start`` and now, as it would in a deployment that starts ingesting a few days back.
+    """
+    source = EXAMPLE_DAG.read_text()
+    replacement = f'start_date=pendulum.datetime({start.year}, {start.month}, {start.day}, tz="UTC"),'
+    patched, count = re.subn(r"start_date=pendulum\.datetime\([^)]*\),", replacement, source)
+    assert count == 1, f"{EXAMPLE_DAG.name}: expected one `start_date=pendulum.datetime(...)`, found {count}"
+    (dags / EXAMPLE_DAG.name).write_text(patched)
 
 
 def _wait_for_runs(deployment: AirflowDeployment, seen: Observation) -> list[tuple[Any, ...]]:
     def finished() -> list[tuple[Any, ...]] | None:
         seen.sample(deployment)
-        deployment.check_alive(ignore=("backfill",))
+        deployment.check_alive()
         runs = deployment.query(
             "SELECT run_id, state, data_interval_start, data_interval_end FROM dag_run WHERE dag_id = ?",
             (DAG_ID,),
@@ -123,7 +125,8 @@ def _wait_for_runs(deployment: AirflowDeployment, seen: Observation) -> list[tup
 def test_backfill_example_defers_to_triggerer_and_creates_one_run_per_interval(tmp_path: Path) -> None:
     dags = tmp_path / "dags"
     dags.mkdir()
-    shutil.copy(EXAMPLE_DAG, dags / EXAMPLE_DAG.name)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    _copy_dag_starting(dags, today - timedelta(days=INTERVALS))
     home = tmp_path / "airflow-home"
     home.mkdir()
 
@@ -134,17 +137,10 @@ def test_backfill_example_defers_to_triggerer_and_creates_one_run_per_interval(t
             "FLOW_SERVICE_FLOW_ID": DEFAULT_FLOW_ID,
             "FLOW_SERVICE_POLL_INTERVAL": "1",
             "AIRFLOW__CORE__PARALLELISM": "1",  # one worker slot: only deferral lets runs overlap
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",  # scheduled as soon as parsed
         }
         seen = Observation()
         with running_deployment(home, dags, env) as deployment:
-            wait_for(
-                f"the DAG processor to serialize {DAG_ID}",
-                lambda: deployment.check_alive() or deployment.query(
-                    "SELECT dag_id FROM serialized_dag WHERE dag_id = ?", (DAG_ID,)
-                ),
-                120,
-            )
-            _start_intervals(deployment)
             dag_runs = _wait_for_runs(deployment, seen)
             task_rows = deployment.query(
                 "SELECT run_id, state, try_number FROM task_instance WHERE dag_id = ?", (DAG_ID,)

@@ -677,12 +677,25 @@ def test_cli_serves_until_sigterm() -> None:
             process.wait(timeout=5)
 
 
-def test_cli_default_flow_and_bad_flow() -> None:
-    from airflow_provider_flowservice.testing.emulator import _arguments
+def test_cli_default_flow_stops_on_ctrl_c() -> None:
+    command = [sys.executable, "-m", "airflow_provider_flowservice.testing", "--port", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        assert "http://127.0.0.1:" in process.stdout.readline()
+        assert process.stdout.readline().strip() == f"Flows: {DEFAULT_FLOW_ID}"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+        assert process.returncode == 0 and "stopped" in out and "Traceback" not in err
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
 
-    assert _arguments([]).flow is None and DEFAULT_FLOW_ID
+
+def test_cli_refuses_bad_flow() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "airflow_provider_flowservice.testing.emulator", "--flow", "x:stream"],
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
-    assert result.returncode == 2 and "ID:file" in result.stderr
+    assert result.returncode == 2 and "ID:file" in result.stderr and "'x:stream'" in result.stderr

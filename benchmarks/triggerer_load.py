@@ -1,0 +1,508 @@
+"""Triggerer load: N flow runs waited for concurrently in one event loop, ours vs. the http provider.
+
+The triggerer runs every deferred task's trigger as a coroutine in one asyncio loop, so what
+matters is what one waiting trigger costs that loop: CPU per poll, memory while waiting, token
+requests, and how late it makes everything else (event-loop lag). This script runs N
+``FlowServiceRunTrigger``s (rebuilt from their serialized kwargs, as the triggerer does) against
+the emulator, each run finishing on its K-th poll at a fixed poll interval, and prints:
+
+- IMS token requests of the whole client process (goal: 1),
+- HTTP requests per run (goal: K) and polls per run,
+- client CPU seconds per poll (``time.process_time`` of the client process only; the emulator
+  runs in a separate process so its CPU is not counted),
+- memory per waiting trigger: RSS growth / N, and Python-heap growth / N (tracemalloc, in a
+  separate pass so that tracing does not distort the CPU figures),
+- worst event-loop lag (a 10 ms ticker task measuring how late it wakes up),
+- wall time vs. the ideal (K - 1) x interval (K polls, one interval apart).
+
+The same workload then goes through what a DAG author would otherwise use: the http provider's
+deferrable ``HttpSensorTrigger`` polling ``GET /runs/{id}`` with the same headers (a static
+Bearer token). It cannot read a run status (it fires on the first non-404 answer), so it is
+driven for K polls: each poll is one pass of its loop body (connection lookup, new aiohttp
+session, GET). Goals: our CPU per poll at most half the baseline's; with 1000 waiting triggers
+in one process, under 50 KB each and under 100 ms worst loop lag.
+
+Each measured pass runs in a fresh client process (clean token cache, allocator and RSS), which
+creates its runs first (not measured), then waits for the signal to start.
+
+Usage: ``python benchmarks/triggerer_load.py [--n 100 1000] [--polls 5] [--interval 1]
+[--quick] [--no-baseline] [--no-tracemalloc] [--profile]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import IO, Any
+
+GOAL_CPU_RATIO = 0.5
+GOAL_KB_PER_TRIGGER = 50.0
+GOAL_LAG_MS = 100.0
+RUNS_PATH = "/data/foundation/flowservice/runs"
+OUR_CONN_ID = "flow_service_bench"
+HTTP_CONN_ID = "http_bench"
+TICK = 0.01
+
+
+# ----------------------------------------------------------------------------------- emulator role
+def _emulator_stats(emulator: Any) -> dict[str, int]:
+    requests = list(emulator.requests)
+    return {
+        "token_requests": int(emulator.token_requests),
+        "get_run": sum(1 for r in requests if r.method == "GET" and r.path.startswith(RUNS_PATH + "/")),
+        "create_run": sum(1 for r in requests if r.method == "POST" and r.path == RUNS_PATH),
+        "total": len(requests),
+    }
+
+
+def emulator_role(polls: int) -> int:
+    """Serve the emulator in this process; answer ``stats`` / ``stop`` lines on stdin with JSON."""
+    from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
+
+    # Poll K sees the outcome: the emulator's polls_to_finish counts the running polls before it.
+    emulator = FlowServiceEmulator(polls_to_finish=polls - 1, max_recorded_requests=2_000_000)
+    emulator.start()
+    try:
+        flow_id = emulator.add_flow(kind="file", polls_to_finish=polls - 1)
+        port = int(emulator.url.rsplit(":", 1)[1])
+        hello = {
+            "url": emulator.url,
+            "port": port,
+            "flow_id": flow_id,
+            "connection": emulator.connection_json(),
+            "ims_token_url": emulator.ims_token_url,
+            "client_id": emulator.client_id,
+            "client_secret": emulator.client_secret,
+            "org_id": emulator.org_id,
+            "sandbox_name": emulator.sandbox_name,
+        }
+        print(json.dumps(hello), flush=True)
+        for line in sys.stdin:
+            command = line.strip()
+            if command == "stats":
+                print(json.dumps(_emulator_stats(emulator)), flush=True)
+            elif command == "stop":
+                break
+    finally:
+        emulator.stop()
+    return 0
+
+
+# ------------------------------------------------------------------------------------- client role
+class LoopWatch:
+    """A ticker task: worst lateness of a 10 ms sleep, and peaks of RSS and traced memory."""
+
+    def __init__(self, traced: bool) -> None:
+        import psutil
+
+        self.process = psutil.Process()
+        self.traced = traced
+        self.worst_lag = 0.0
+        self.rss_peak = self.process.memory_info().rss
+        self.traced_peak = 0
+        self.stopped = False
+
+    async def run(self) -> None:
+        import tracemalloc
+
+        loop = asyncio.get_running_loop()
+        last_sample = 0.0
+        while not self.stopped:
+            before = loop.time()
+            await asyncio.sleep(TICK)
+            now = loop.time()
+            self.worst_lag = max(self.worst_lag, now - before - TICK)
+            if now - last_sample >= 0.2:
+                last_sample = now
+                self.rss_peak = max(self.rss_peak, self.process.memory_info().rss)
+                if self.traced:
+                    self.traced_peak = max(self.traced_peak, tracemalloc.get_traced_memory()[0])
+
+
+async def _create_runs(hello: dict[str, Any], headers: dict[str, str], n: int) -> list[str]:
+    """Create ``n`` runs over HTTP (setup, not measured), 20 at a time."""
+    import httpx
+
+    body_template = {"flowId": hello["flow_id"], "params": {"windowStartTime": "", "windowEndTime": ""}}
+    limit = asyncio.Semaphore(20)
+    post_headers = {**headers, "Content-Type": "application/json"}
+    async with httpx.AsyncClient(base_url=hello["url"], timeout=60) as client:
+
+        async def one(i: int) -> str:
+            start = 1_735_689_600 + 3600 * i
+            params = {"windowStartTime": str(start), "windowEndTime": str(start + 3600)}
+            body = {**body_template, "params": params}
+            async with limit:
+                response = await client.post(RUNS_PATH, json=body, headers=post_headers)
+            response.raise_for_status()
+            data = response.json()
+            item = data["items"][0] if "items" in data else data
+            return str(item["id"])
+
+        return list(await asyncio.gather(*(one(i) for i in range(n))))
+
+
+def _ours(hello: dict[str, Any], run_ids: list[str], interval: float) -> list[Callable[[], Awaitable[bool]]]:
+    from airflow_provider_flowservice.triggers.flow_service import FlowServiceRunTrigger
+
+    deadline = time.time() + 3600
+    serialized = [
+        FlowServiceRunTrigger(
+            run_id, flow_service_conn_id=OUR_CONN_ID, poll_interval=interval, end_time=deadline,
+            flow_id=hello["flow_id"],
+        ).serialize()
+        for run_id in run_ids
+    ]
+
+    def waiter(kwargs: dict[str, Any]) -> Callable[[], Awaitable[bool]]:
+        async def wait() -> bool:
+            trigger = FlowServiceRunTrigger(**kwargs)  # as the triggerer: rebuilt from its kwargs
+            async for event in trigger.run():
+                payload = event.payload
+                return bool(payload["status"] == "terminal" and payload["run_status"] == "success")
+            return False
+
+        return wait
+
+    return [waiter(kwargs) for _, kwargs in serialized]
+
+
+def _baseline(
+    hello: dict[str, Any], run_ids: list[str], interval: float, polls: int, headers: dict[str, str]
+) -> list[Callable[[], Awaitable[bool]]]:
+    from airflow.providers.http.triggers.http import HttpSensorTrigger
+
+    def waiter(run_id: str) -> Callable[[], Awaitable[bool]]:
+        async def wait() -> bool:
+            trigger = HttpSensorTrigger(
+                endpoint=f"{RUNS_PATH.lstrip('/')}/{run_id}", http_conn_id=HTTP_CONN_ID,
+                headers=headers, poke_interval=interval,
+            )
+            for poll in range(polls):
+                events = trigger.run()
+                try:
+                    event = await events.__anext__()  # one pass of its loop: one GET
+                finally:
+                    await events.aclose()
+                if event.payload is not True:
+                    return False
+                if poll < polls - 1:
+                    await asyncio.sleep(interval)
+            return True
+
+        return wait
+
+    return [waiter(run_id) for run_id in run_ids]
+
+
+def _read_line(stream: IO[str], timeout: float, what: str) -> str:
+    ready, _, _ = select.select([stream], [], [], timeout)
+    if not ready:
+        raise TimeoutError(f"no {what} within {timeout:.0f}s")
+    line = stream.readline()
+    if not line:
+        raise EOFError(f"stream closed while waiting for {what}")
+    return line
+
+
+def client_role(args: argparse.Namespace) -> int:
+    """One measured pass: set up runs, wait for GO on stdin, run the waiters, print RESULT JSON."""
+    import tracemalloc
+
+    hello = json.loads(args.hello)
+    os.environ[f"AIRFLOW_CONN_{OUR_CONN_ID.upper()}"] = hello["connection"]
+    os.environ[f"AIRFLOW_CONN_{HTTP_CONN_ID.upper()}"] = json.dumps(
+        {"conn_type": "http", "host": "127.0.0.1", "port": hello["port"], "schema": "http"}
+    )
+    headers = {
+        "Authorization": f"Bearer {args.token}",
+        "x-api-key": hello["client_id"],
+        "x-gw-ims-org-id": hello["org_id"],
+        "x-sandbox-name": hello["sandbox_name"],
+    }
+    run_ids = asyncio.run(_create_runs(hello, headers, args.n))
+    if args.impl == "ours":
+        waiters = _ours(hello, run_ids, args.interval)
+    else:
+        waiters = _baseline(hello, run_ids, args.interval, args.polls, headers)
+
+    print("READY", flush=True)
+    _read_line(sys.stdin, 120, "GO")
+
+    async def phase() -> tuple[list[bool], LoopWatch]:
+        watch = LoopWatch(traced=args.tracemalloc)
+        ticker = asyncio.create_task(watch.run())
+        await asyncio.sleep(0.05)  # let the ticker take its first sample
+        results = await asyncio.gather(*(w() for w in waiters), return_exceptions=True)
+        watch.stopped = True
+        await ticker
+        return [r is True for r in results], watch
+
+    gc.collect()
+    import psutil
+
+    rss0 = psutil.Process().memory_info().rss
+    if args.tracemalloc:
+        tracemalloc.start()
+    traced0 = tracemalloc.get_traced_memory()[0] if args.tracemalloc else 0
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    ok, watch = asyncio.run(phase())
+    cpu1, wall1 = time.process_time(), time.perf_counter()
+    if profiler is not None:
+        profiler.disable()
+    result = {
+        "impl": args.impl,
+        "n": args.n,
+        "ok": sum(ok),
+        "cpu": cpu1 - cpu0,
+        "wall": wall1 - wall0,
+        "lag": watch.worst_lag,
+        "rss_delta": watch.rss_peak - rss0,
+        "traced_delta": (watch.traced_peak - traced0) if args.tracemalloc else None,
+    }
+    print("RESULT " + json.dumps(result), flush=True)
+    if profiler is not None:
+        import io
+        import pstats
+
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(18)
+        print("PROFILE " + json.dumps(out.getvalue()), flush=True)
+    return 0
+
+
+# ------------------------------------------------------------------------------------- orchestrator
+class Emulator:
+    """The emulator subprocess and its stats channel."""
+
+    def __init__(self, polls: int, log: IO[str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "_emulator", "--polls", str(polls)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+        )
+        assert self.proc.stdout is not None
+        self.hello: dict[str, Any] = json.loads(_read_line(self.proc.stdout, 120, "emulator start-up"))
+
+    def stats(self) -> dict[str, int]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        return dict(json.loads(_read_line(self.proc.stdout, 60, "emulator stats")))
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            assert self.proc.stdin is not None
+            self.proc.stdin.write("stop\n")
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+def _static_token(hello: dict[str, Any]) -> str:
+    """What a DAG author pastes into HttpSensor headers: one token fetched up front."""
+    import httpx
+
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": hello["client_id"],
+        "client_secret": hello["client_secret"],
+        "scope": "openid,AdobeID",
+    }
+    response = httpx.post(hello["ims_token_url"], data=form, timeout=30)
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+def run_pass(
+    emulator: Emulator, token: str, impl: str, n: int, args: argparse.Namespace, *, traced: bool, log: IO[str]
+) -> dict[str, Any]:
+    """One measured pass in a fresh client process; emulator counters are diffed around it."""
+    command = [
+        sys.executable, __file__, "_client", "--impl", impl, "--n", str(n), "--polls", str(args.polls),
+        "--interval", str(args.interval), "--hello", json.dumps(emulator.hello), "--token", token,
+    ]
+    if traced:
+        command.append("--tracemalloc")
+    if args.profile and not traced:
+        command.append("--profile")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    proc = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        deadline = time.monotonic() + 240
+        while not _read_line(proc.stdout, max(1.0, deadline - time.monotonic()), "client READY").startswith(
+            "READY"
+        ):
+            pass
+        before = emulator.stats()
+        proc.stdin.write("GO\n")
+        proc.stdin.flush()
+        budget = 60 + 10 * args.polls * args.interval + n * 0.1
+        deadline = time.monotonic() + budget
+        result: dict[str, Any] | None = None
+        profile = None
+        while True:
+            line = _read_line(proc.stdout, max(1.0, deadline - time.monotonic()), f"{impl} result")
+            if line.startswith("RESULT "):
+                result = json.loads(line[len("RESULT ") :])
+                if not args.profile or traced:
+                    break
+            elif line.startswith("PROFILE "):
+                profile = json.loads(line[len("PROFILE ") :])
+                break
+        after = emulator.stats()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert result is not None
+    result.update({k: after[k] - before[k] for k in ("token_requests", "get_run", "total")})
+    result["profile"] = profile
+    return result
+
+
+def _row(label: str, r: dict[str, Any], polls: int, interval: float) -> str:
+    n = r["n"]
+    cpu_per_poll_ms = r["cpu"] / max(1, r["get_run"]) * 1000
+    rss_kb = r["rss_delta"] / n / 1024
+    traced = r.get("traced_kb")
+    traced_txt = f"{traced:8.1f}" if traced is not None else "       -"
+    ideal = (polls - 1) * interval
+    return (
+        f"{n:>5} {label:<9} {r['ok']:>5} {r['token_requests']:>6} {r['get_run'] / n:>9.2f} "
+        f"{r['total'] / n:>8.2f} {r['cpu']:>7.2f} {cpu_per_poll_ms:>9.3f} {r['lag'] * 1000:>8.1f} "
+        f"{rss_kb:>8.1f} {traced_txt} {r['wall']:>7.2f} {ideal:>6.1f}"
+    )
+
+
+HEADER = (
+    "    N impl         ok tokens polls/run req/run  CPU s  ms CPU/poll  lag ms  RSS KB/t  heap KB/t"
+    "  wall s  ideal"
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("role", nargs="?", default="main", choices=["main", "_emulator", "_client"],
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, nargs="+", default=[100, 1000], help="concurrent runs per pass")
+    parser.add_argument("--polls", type=int, default=5, help="K: polls until a run finishes")
+    parser.add_argument("--interval", type=float, default=1.0, help="poll interval in seconds")
+    parser.add_argument("--quick", action="store_true", help="N=50, K=3, no tracemalloc pass (smoke test)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the HttpSensorTrigger baseline")
+    parser.add_argument("--no-tracemalloc", action="store_true", help="skip the heap-measuring passes")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of each timed pass")
+    # client role only
+    parser.add_argument("--impl", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--hello", help=argparse.SUPPRESS)
+    parser.add_argument("--token", help=argparse.SUPPRESS)
+    parser.add_argument("--tracemalloc", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.role == "_emulator":
+        return emulator_role(args.polls)
+    if args.role == "_client":
+        args.n = args.n[0]
+        return client_role(args)
+
+    if args.quick:
+        args.n, args.polls, args.no_tracemalloc = [50], 3, True
+    if args.polls < 1 or args.interval <= 0 or min(args.n) < 1:
+        parser.error("--polls must be >= 1, --interval > 0 and every --n >= 1")
+    impls = ["ours"] if args.no_baseline else ["ours", "baseline"]
+
+    with tempfile.TemporaryDirectory(prefix="triggerer-load-") as tmp:
+        log_path = Path(tmp) / "subprocesses.log"
+        with open(log_path, "w") as log:
+            emulator = Emulator(args.polls, log)
+            try:
+                token = _static_token(emulator.hello)
+                results: dict[tuple[int, str], dict[str, Any]] = {}
+                for n in args.n:
+                    for impl in impls:
+                        r = run_pass(emulator, token, impl, n, args, traced=False, log=log)
+                        if not args.no_tracemalloc:
+                            t = run_pass(emulator, token, impl, n, args, traced=True, log=log)
+                            r["traced_kb"] = t["traced_delta"] / n / 1024
+                        results[(n, impl)] = r
+            except BaseException:
+                log.flush()
+                print(log_path.read_text()[-4000:], file=sys.stderr)
+                raise
+            finally:
+                emulator.stop()
+
+    import airflow
+
+    print(f"Triggerer load (Airflow {airflow.__version__}, Python {sys.version.split()[0]}, "
+          f"{os.cpu_count()} CPUs): K={args.polls} polls per run, {args.interval:g} s interval, "
+          "emulator in a separate process")
+    print(HEADER)
+    for (_, impl), r in results.items():
+        print(_row(impl, r, args.polls, args.interval))
+    print("columns: ok = runs seen to the end; tokens = IMS token requests by the client process; "
+          "lag = worst event-loop lateness; RSS/heap KB/t = memory growth per waiting trigger; "
+          "ideal = (K-1) x interval")
+    failures = _verdicts(results, args)
+    for (n, impl), r in results.items():
+        if r.get("profile"):
+            print(f"\n--- cProfile, {impl}, N={n} (by own time) ---\n{r['profile']}")
+    return 1 if failures else 0
+
+
+def _verdicts(results: dict[tuple[int, str], dict[str, Any]], args: argparse.Namespace) -> int:
+    """Print each goal's figure and verdict; return how many runs did not finish (an error)."""
+    not_finished = 0
+    for n in args.n:
+        ours = results[(n, "ours")]
+        not_finished += n - ours["ok"]
+        per_run = ours["total"] / n
+        print(f"N={n}: ours: token requests {ours['token_requests']} (goal 1: "
+              f"{'OK' if ours['token_requests'] == 1 else 'MISSED'}), HTTP requests per run {per_run:.2f} "
+              f"(goal {args.polls}: {'OK' if abs(per_run - args.polls) < 0.05 else 'MISSED'})")
+        if (n, "baseline") in results:
+            base = results[(n, "baseline")]
+            not_finished += n - base["ok"]
+            ours_cpp = ours["cpu"] / max(1, ours["get_run"])
+            base_cpp = base["cpu"] / max(1, base["get_run"])
+            ratio = ours_cpp / base_cpp if base_cpp else float("nan")
+            print(f"N={n}: CPU per poll ours/baseline = {ours_cpp * 1000:.3f} / {base_cpp * 1000:.3f} ms = "
+                  f"{ratio:.2f} (goal <= {GOAL_CPU_RATIO}: {'OK' if ratio <= GOAL_CPU_RATIO else 'MISSED'})")
+        if n >= 1000:
+            rss_kb = ours["rss_delta"] / n / 1024
+            heap_kb = ours.get("traced_kb")
+            worst_kb = max(rss_kb, heap_kb or 0.0)
+            lag_ms = ours["lag"] * 1000
+            print(f"N={n}: ours: memory per waiting trigger {worst_kb:.1f} KB (RSS {rss_kb:.1f}, heap "
+                  f"{'-' if heap_kb is None else f'{heap_kb:.1f}'}; goal < {GOAL_KB_PER_TRIGGER:.0f}: "
+                  f"{'OK' if worst_kb < GOAL_KB_PER_TRIGGER else 'MISSED'}), worst loop lag {lag_ms:.1f} ms "
+                  f"(goal < {GOAL_LAG_MS:.0f}: {'OK' if lag_ms < GOAL_LAG_MS else 'MISSED'})")
+    return not_finished
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Shared helpers of the reliability tests: a task-instance stand-in, an execute driver that also
+runs the deferred path (operator -> trigger -> execute_complete), and request counters.
+
+The operator's own tests drive ``execute()`` the same way (a context with ``ti`` and the data
+interval); these helpers add running the trigger a deferral hands over, so one call covers the
+blocking and the deferrable path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pendulum
+
+from airflow_provider_flowservice.operators.flow_service import FlowServiceCreateRunOperator
+from airflow_provider_flowservice.retry import RetryPolicy
+from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
+from airflow_provider_flowservice.triggers.flow_service import FlowServiceRunTrigger
+from airflow_provider_flowservice.version_compat import AIRFLOW_V_3_0_PLUS
+
+if AIRFLOW_V_3_0_PLUS:
+    from airflow.sdk.exceptions import TaskDeferred
+else:
+    from airflow.exceptions import TaskDeferred
+
+JAN1 = 1704067200
+JAN2 = JAN1 + 86400
+FS = "/data/foundation/flowservice"
+
+FAST = RetryPolicy(max_attempts=6, initial_backoff=0.01, max_backoff=0.05, max_total_seconds=10.0)
+"""Retry waits of milliseconds: fault tests stay fast, and six attempts outlast any one fault."""
+
+
+class FakeTI:
+    """What the operator reads from a task instance (try numbers) and writes to it (XComs)."""
+
+    def __init__(self, try_number: int = 1, max_tries: int = 1) -> None:
+        self.try_number = try_number
+        self.max_tries = max_tries
+        self.start_date = datetime.now(UTC)
+        self.xcoms: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[key] = value
+
+
+def first_try() -> FakeTI:
+    """Try 1 of a task with ``retries=1`` (Airflow sets ``max_tries = retries``)."""
+    return FakeTI(1, 1)
+
+
+def automatic_retry() -> FakeTI:
+    """Try 2 of a task with ``retries=1``: an automatic retry."""
+    return FakeTI(2, 1)
+
+
+def after_clear() -> FakeTI:
+    """Try 3 after a clear at try 2 with ``retries=1`` (``max_tries = 2 + 1``): a first try again."""
+    return FakeTI(3, 3)
+
+
+def context_for(ti: FakeTI, *, window: tuple[int, int] | None = (JAN1, JAN2), **extra: Any) -> dict[str, Any]:
+    """A task context with ``ti`` and a daily data interval (or none with ``window=None``)."""
+    context: dict[str, Any] = {"ti": ti}
+    if window is not None:
+        context["data_interval_start"] = pendulum.from_timestamp(window[0], tz="UTC")
+        context["data_interval_end"] = pendulum.from_timestamp(window[1], tz="UTC")
+    context.update(extra)
+    return context
+
+
+def make_op(flow_id: str, **kwargs: Any) -> FlowServiceCreateRunOperator:
+    """The operator with retries=1, tiny poll interval and fast HTTP retries (overridable)."""
+    kwargs.setdefault("task_id", "ingest")
+    kwargs.setdefault("retries", 1)
+    kwargs.setdefault("poll_interval", 0.05)
+    kwargs.setdefault("retry", FAST)
+    kwargs.setdefault("timeout", 30)
+    return FlowServiceCreateRunOperator(flow_id=flow_id, **kwargs)
+
+
+class Execution:
+    """What one ``execute`` (plus the deferred leg, if any) left behind."""
+
+    def __init__(self) -> None:
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.deferred: TaskDeferred | None = None
+        self.trigger_kwargs: dict[str, Any] | None = None
+        self.events: list[Any] = []
+
+
+def run_trigger(trigger: FlowServiceRunTrigger, limit: float = 30.0) -> list[Any]:
+    """Run a trigger to its event in a fresh event loop (what a triggerer does), bounded in time."""
+
+    async def consume() -> list[Any]:
+        events = []
+        async for event in trigger.run():
+            events.append(event)
+        return events
+
+    return asyncio.run(asyncio.wait_for(consume(), limit))
+
+
+def execute(op: FlowServiceCreateRunOperator, context: dict[str, Any], *, raise_error: bool = True) -> Execution:
+    """``op.execute(context)``; a deferral runs its trigger and then ``execute_complete``."""
+    done = Execution()
+    try:
+        try:
+            done.result = op.execute(context)
+        except TaskDeferred as deferred:
+            done.deferred = deferred
+            trigger = deferred.trigger
+            done.trigger_kwargs = trigger.serialize()[1]
+            done.events = run_trigger(trigger)
+            assert len(done.events) == 1, done.events
+            method: Callable[..., Any] = getattr(op, deferred.method_name)
+            done.result = method(context, done.events[0].payload, **(deferred.kwargs or {}))
+    except Exception as exc:
+        if raise_error:
+            raise
+        done.error = exc
+    return done
+
+
+def posts(emu: FlowServiceEmulator) -> list[Any]:
+    """Recorded ``POST /runs`` requests."""
+    return [r for r in emu.requests if r.method == "POST" and r.path == FS + "/runs"]
+
+
+def polls(emu: FlowServiceEmulator, run_id: str | None = None) -> list[Any]:
+    """Recorded ``GET /runs/{id}`` requests (of one run, or of any)."""
+    if run_id is not None:
+        return [r for r in emu.requests if r.method == "GET" and r.path == f"{FS}/runs/{run_id}"]
+    return [r for r in emu.requests if r.method == "GET" and r.path.startswith(FS + "/runs/")]
+
+
+def lists(emu: FlowServiceEmulator) -> list[Any]:
+    """Recorded ``GET /runs`` (list) requests."""
+    return [r for r in emu.requests if r.method == "GET" and r.path == FS + "/runs"]
+
+
+def status_of(emu: FlowServiceEmulator, run_id: str) -> str:
+    """The run's status as the emulator last computed it."""
+    return str(emu.runs[run_id]["metrics"]["statusSummary"]["status"])
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, step: float = 0.01) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` (bounded); return whether it became true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+async def async_wait_until(predicate: Callable[[], bool], timeout: float = 10.0, step: float = 0.01) -> bool:
+    """:func:`wait_until` without blocking the event loop."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(step)
+    return predicate()

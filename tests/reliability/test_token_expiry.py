@@ -1,0 +1,131 @@
+"""Access tokens that die while a task waits: one renewal and the wait goes on; a second refusal
+in a row is a clear auth error; many waiters renewing at once cost one IMS request.
+
+The hook-level versions (one call, 20 threads, 50 async hooks) live in tests/hooks; these run the
+operator's blocking wait, the trigger, and 50 triggers sharing one event loop as a triggerer does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from airflow_provider_flowservice.exceptions import FlowServiceAuthError, FlowServiceError
+from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
+from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
+from airflow_provider_flowservice.triggers.flow_service import FlowServiceRunTrigger
+from tests.reliability._support import (
+    FAST,
+    JAN1,
+    Execution,
+    async_wait_until,
+    context_for,
+    execute,
+    first_try,
+    make_op,
+    polls,
+    posts,
+    status_of,
+    wait_until,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def authorizations(emu: FlowServiceEmulator) -> list[str]:
+    """The bearer token of every Flow Service poll, in order."""
+    return [r.headers["authorization"] for r in polls(emu)]
+
+
+def run_in_thread(target) -> tuple[threading.Thread, list]:
+    box: list = []
+    thread = threading.Thread(target=lambda: box.append(target()), daemon=True)
+    thread.start()
+    return thread, box
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
+def test_revoked_mid_wait_renews_once_and_the_wait_goes_on(emu: FlowServiceEmulator, deferrable: bool) -> None:
+    flow = emu.add_flow(seconds_to_finish=1.0)
+    op = make_op(flow, deferrable=deferrable)
+    thread, box = run_in_thread(lambda: execute(op, context_for(first_try())))
+    assert wait_until(lambda: len(polls(emu)) >= 2)
+    emu.revoke_tokens()
+    thread.join(timeout=30)
+    (done,) = box
+    assert isinstance(done, Execution)
+    assert status_of(emu, done.result) == "success"
+    assert emu.token_requests == 2  # the first token, and one renewal
+    tokens = authorizations(emu)
+    assert len(set(tokens)) == 2 and tokens[-1] != tokens[0]
+    assert len(posts(emu)) == 1
+
+
+def test_short_token_lifetime_renews_ahead_without_a_refusal(emu: FlowServiceEmulator) -> None:
+    """Tokens living 0.5 s while the trigger waits 1.5 s: renewed ahead of expiry, never refused."""
+    emu.token_ttl = 0.5
+    flow = emu.add_flow(seconds_to_finish=1.5)
+    done = execute(make_op(flow, deferrable=True, poll_interval=0.1), context_for(first_try()))
+    assert status_of(emu, done.result) == "success"
+    assert emu.token_requests >= 3
+    assert all(r.fault is None for r in emu.requests)
+    # no 401 round trip: that would repeat a poll at once, instead of one poll_interval later
+    times = [r.time for r in polls(emu)]
+    assert len(times) >= 10
+    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.05
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
+def test_second_refusal_in_a_row_is_a_clear_auth_error(emu: FlowServiceEmulator, deferrable: bool) -> None:
+    flow = emu.add_flow(seconds_to_finish=30)
+    op = make_op(flow, deferrable=deferrable)
+    thread, box = run_in_thread(lambda: execute(op, context_for(first_try()), raise_error=False))
+    assert wait_until(lambda: len(polls(emu)) >= 2)
+    emu.inject("401", method="GET", path="/flowservice/runs/", times=2)
+    thread.join(timeout=30)
+    (done,) = box
+    error = done.error
+    assert isinstance(error, FlowServiceAuthError if not deferrable else FlowServiceError), error
+    message = str(error)
+    assert "'flow_service_default'" in message
+    assert "401013" in message
+    assert "a freshly issued IMS token" in message and "org_id" in message  # what to check
+    assert emu.token_requests == 2  # one renewal, not a loop
+    refused = [r for r in polls(emu) if r.fault == "401"]
+    assert len(refused) == 2
+    settled = len(emu.requests)
+    time.sleep(0.3)
+    assert len(emu.requests) == settled  # the wait stopped: auth errors are not polled through
+    for token in emu.tokens_issued:
+        assert token not in message
+
+
+async def test_fifty_triggers_renew_with_one_ims_request(emu: FlowServiceEmulator) -> None:
+    """A triggerer's loop with 50 waiting triggers; tokens are revoked mid-wait: one IMS request."""
+    flow = emu.add_flow(seconds_to_finish=2.5)
+    hook = FlowServiceHook(retry=FAST)
+    run_ids = [hook.create_run(flow, JAN1 + i * 3600, JAN1 + (i + 1) * 3600).run_id for i in range(50)]
+    assert emu.token_requests == 1
+    triggers = [
+        FlowServiceRunTrigger(r, poll_interval=0.05, end_time=time.time() + 30, retry=FAST.to_dict())
+        for r in run_ids
+    ]
+
+    async def wait(trigger: FlowServiceRunTrigger) -> dict:
+        events = [e async for e in trigger.run()]
+        assert len(events) == 1
+        return events[0].payload
+
+    tasks = [asyncio.ensure_future(wait(t)) for t in triggers]
+    assert await async_wait_until(lambda: len({r.path for r in polls(emu)}) == 50)
+    assert all(status_of(emu, r) != "success" for r in run_ids)  # all still waiting
+    emu.revoke_tokens()
+    payloads = await asyncio.wait_for(asyncio.gather(*tasks), 30)
+    assert {p["status"] for p in payloads} == {"terminal"}
+    assert {p["run_id"] for p in payloads} == set(run_ids)
+    assert emu.token_requests == 2  # one renewal shared by the 50 triggers
+    refused_tokens = {r.headers["authorization"] for r in polls(emu)}
+    assert len(refused_tokens) == 2
