@@ -58,7 +58,8 @@ def format_errors(errors: Sequence[RunError]) -> str:
     shown = "; ".join(str(e) for e in errors[:MAX_ERRORS_SHOWN])
     if len(errors) > MAX_ERRORS_SHOWN:
         shown += f"; ... and {len(errors) - MAX_ERRORS_SHOWN} more"
-    return shown
+    # Callers end the sentence themselves; a message's own full stop would double it.
+    return shown.rstrip(". ")
 
 
 def run_status(run: RunLike) -> FlowRunStatus:

@@ -93,7 +93,8 @@ class SoakResult:
             f"  faults injected:         {sum(self.faults.values())} ({faults})",
             f"  token revocations:       {self.revocations}  (IMS token requests: {self.ims_requests})",
             f"  requests per run:        {per_run:.1f} to Flow Service ({self.flow_service_requests} in all)",
-            f"  total time:              {self.seconds:.1f} s" + ("  (TIME LIMIT HIT)" if self.timed_out else ""),
+            f"  total time:              {self.seconds:.1f} s"
+            + ("  (TIME LIMIT HIT)" if self.timed_out else ""),
         ]
         lines += [f"  retried after: {c}" for c in self.retry_causes[:10]]
         lines += [f"  failure: {f}" for f in self.failures[:10]]
@@ -166,7 +167,7 @@ async def _soak(
     if AIRFLOW_V_3_0_PLUS:
         from airflow.sdk.exceptions import TaskDeferred
     else:
-        from airflow.exceptions import TaskDeferred
+        from airflow.exceptions import TaskDeferred  # type: ignore[no-redef]
 
     policy = RetryPolicy(max_attempts=8, initial_backoff=0.02, max_backoff=0.2, max_total_seconds=30)
     flows = [emu.add_flow() for _ in range(max(1, -(-runs // WINDOWS_PER_FLOW)))]
@@ -181,7 +182,7 @@ async def _soak(
                 deferrable=True, poll_interval=poll_interval, timeout=120, retries=1, retry=policy,
             )
             ti = _TI(try_number)
-            context = {"ti": ti}
+            context: Any = {"ti": ti}
             try:
                 try:
                     await loop.run_in_executor(pool, op.execute, context)
@@ -232,11 +233,13 @@ def run_soak(
     max_seconds: float = 600.0,
     poll_interval: float = 0.05,
     revoke_every: float = 3.0,
+    plant_leak: bool = False,
 ) -> SoakResult:
     """Run the soak against a fresh emulator and return the figures (nothing is printed).
 
     Everything from the imports to the emulator's shutdown runs under the capture, so whatever
-    any of it writes is searched for secrets.
+    any of it writes is searched for secrets. ``plant_leak`` logs one issued token at DEBUG: a
+    self-check that the search finds what it looks for.
     """
     secret = f"soak-s3cr3t-{uuid.uuid4()}"
     result = SoakResult(runs=runs, fault_rate=fault_rate, seed=seed, concurrency=concurrency)
@@ -264,6 +267,8 @@ def run_soak(
             except TimeoutError:
                 result.timed_out = True
             finally:
+                if plant_leak and emu.tokens_issued:
+                    logging.getLogger("soak.self_check").debug("planted %s", emu.tokens_issued[-1])
                 emu.set_random_faults(0, [])
                 if previous_conn is None:
                     os.environ.pop("AIRFLOW_CONN_FLOW_SERVICE_DEFAULT", None)
@@ -298,7 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fault-rate", type=float, default=0.1, help="chance of a fault per request (0.1)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the fault sequence (1)")
     parser.add_argument("--concurrency", type=int, default=20, help="runs in flight at once (20)")
-    parser.add_argument("--revoke-every", type=float, default=3.0, help="revoke all tokens every N s (3; 0 = never)")
+    parser.add_argument(
+        "--revoke-every", type=float, default=3.0, help="revoke all tokens every N s (3; 0 = never)"
+    )
     parser.add_argument("--max-seconds", type=float, default=600.0, help="time limit of the whole soak (600)")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.concurrency < 1 or not 0 <= args.fault_rate <= 1:

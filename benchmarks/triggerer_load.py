@@ -190,7 +190,7 @@ def _baseline(
                 headers=headers, poke_interval=interval,
             )
             for poll in range(polls):
-                events = trigger.run()
+                events: Any = trigger.run()  # an async generator
                 try:
                     event = await events.__anext__()  # one pass of its loop: one GET
                 finally:
@@ -283,7 +283,10 @@ def client_role(args: argparse.Namespace) -> int:
         import pstats
 
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(18)
+        stats = pstats.Stats(profiler, stream=out)
+        stats.sort_stats("tottime").print_stats(15)
+        ours_or_http = r"airflow_provider_flowservice|httpx|httpcore|tenacity"
+        stats.sort_stats("cumulative").print_stats(ours_or_http, 25)
         print("PROFILE " + json.dumps(out.getvalue()), flush=True)
     return 0
 
@@ -334,7 +337,15 @@ def _static_token(hello: dict[str, Any]) -> str:
 
 
 def run_pass(
-    emulator: Emulator, token: str, impl: str, n: int, args: argparse.Namespace, *, traced: bool, log: IO[str]
+    emulator: Emulator,
+    token: str,
+    impl: str,
+    n: int,
+    args: argparse.Namespace,
+    *,
+    traced: bool = False,
+    profiled: bool = False,
+    log: IO[str],
 ) -> dict[str, Any]:
     """One measured pass in a fresh client process; emulator counters are diffed around it."""
     command = [
@@ -343,7 +354,7 @@ def run_pass(
     ]
     if traced:
         command.append("--tracemalloc")
-    if args.profile and not traced:
+    if profiled:
         command.append("--profile")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
@@ -368,7 +379,7 @@ def run_pass(
             line = _read_line(proc.stdout, max(1.0, deadline - time.monotonic()), f"{impl} result")
             if line.startswith("RESULT "):
                 result = json.loads(line[len("RESULT ") :])
-                if not args.profile or traced:
+                if not profiled:
                     break
             elif line.startswith("PROFILE "):
                 profile = json.loads(line[len("PROFILE ") :])
@@ -382,6 +393,19 @@ def run_pass(
     assert result is not None
     result.update({k: after[k] - before[k] for k in ("token_requests", "get_run", "total")})
     result["profile"] = profile
+    return result
+
+
+def measure(
+    emulator: Emulator, token: str, impl: str, n: int, args: argparse.Namespace, log: IO[str]
+) -> dict[str, Any]:
+    """The timed pass, plus a tracemalloc pass and a cProfile pass when asked (they distort timing)."""
+    result = run_pass(emulator, token, impl, n, args, log=log)
+    if not args.no_tracemalloc:
+        traced = run_pass(emulator, token, impl, n, args, traced=True, log=log)
+        result["traced_kb"] = traced["traced_delta"] / n / 1024
+    if args.profile:
+        result["profile"] = run_pass(emulator, token, impl, n, args, profiled=True, log=log)["profile"]
     return result
 
 
@@ -415,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="N=50, K=3, no tracemalloc pass (smoke test)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the HttpSensorTrigger baseline")
     parser.add_argument("--no-tracemalloc", action="store_true", help="skip the heap-measuring passes")
-    parser.add_argument("--profile", action="store_true", help="print a cProfile of each timed pass")
+    parser.add_argument("--profile", action="store_true", help="add a cProfiled pass per N and impl")
     # client role only
     parser.add_argument("--impl", choices=["ours", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--hello", help=argparse.SUPPRESS)
@@ -441,14 +465,9 @@ def main(argv: list[str] | None = None) -> int:
             emulator = Emulator(args.polls, log)
             try:
                 token = _static_token(emulator.hello)
-                results: dict[tuple[int, str], dict[str, Any]] = {}
-                for n in args.n:
-                    for impl in impls:
-                        r = run_pass(emulator, token, impl, n, args, traced=False, log=log)
-                        if not args.no_tracemalloc:
-                            t = run_pass(emulator, token, impl, n, args, traced=True, log=log)
-                            r["traced_kb"] = t["traced_delta"] / n / 1024
-                        results[(n, impl)] = r
+                results = {
+                    (n, impl): measure(emulator, token, impl, n, args, log) for n in args.n for impl in impls
+                }
             except BaseException:
                 log.flush()
                 print(log_path.read_text()[-4000:], file=sys.stderr)
@@ -470,7 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     failures = _verdicts(results, args)
     for (n, impl), r in results.items():
         if r.get("profile"):
-            print(f"\n--- cProfile, {impl}, N={n} (by own time) ---\n{r['profile']}")
+            title = f"cProfile, {impl}, N={n} (main thread; own time, then cumulative)"
+            print(f"\n--- {title} ---\n{r['profile']}")
     return 1 if failures else 0
 
 

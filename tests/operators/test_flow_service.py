@@ -290,6 +290,17 @@ def test_timeout_defaults():
     assert op.timeout_seconds == 120
 
 
+def test_deferral_deadline_comes_before_airflows_execution_timeout():
+    """Our trigger must fire (with its clear message) before Airflow's own deferral cut-off."""
+    op = FlowServiceCreateRunOperator(task_id="t", flow_id="x", execution_timeout=timedelta(seconds=100))
+    ti = RetryLikeTI(1, 0)
+    ti.start_date = datetime.now(UTC) - timedelta(seconds=40)
+    end = op._deferral_end_time({"ti": ti}, op.timeout_seconds)
+    assert end == pytest.approx(ti.start_date.timestamp() + 95, abs=0.01)
+    op = FlowServiceCreateRunOperator(task_id="u", flow_id="x", timeout=30)
+    assert op._deferral_end_time({"ti": ti}, 30) == pytest.approx(datetime.now(UTC).timestamp() + 30, abs=1)
+
+
 # ------------------------------------------------------------------ reuse rule
 
 

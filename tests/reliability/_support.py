@@ -25,7 +25,13 @@ from airflow_provider_flowservice.version_compat import AIRFLOW_V_3_0_PLUS
 if AIRFLOW_V_3_0_PLUS:
     from airflow.sdk.exceptions import TaskDeferred
 else:
-    from airflow.exceptions import TaskDeferred
+    from airflow.exceptions import TaskDeferred  # type: ignore[no-redef]
+
+__all__ = [
+    "FAST", "FS", "JAN1", "JAN2", "Execution", "FakeTI", "TaskDeferred", "after_clear", "async_wait_until",
+    "automatic_retry", "context_for", "execute", "first_try", "lists", "make_op", "polls", "posts",
+    "run_trigger", "status_of", "wait_until",
+]
 
 JAN1 = 1704067200
 JAN2 = JAN1 + 86400
@@ -106,12 +112,14 @@ def run_trigger(trigger: FlowServiceRunTrigger, limit: float = 30.0) -> list[Any
     return asyncio.run(asyncio.wait_for(consume(), limit))
 
 
-def execute(op: FlowServiceCreateRunOperator, context: dict[str, Any], *, raise_error: bool = True) -> Execution:
+def execute(
+    op: FlowServiceCreateRunOperator, context: dict[str, Any], *, raise_error: bool = True
+) -> Execution:
     """``op.execute(context)``; a deferral runs its trigger and then ``execute_complete``."""
     done = Execution()
     try:
         try:
-            done.result = op.execute(context)
+            done.result = op.execute(context)  # type: ignore[arg-type]
         except TaskDeferred as deferred:
             done.deferred = deferred
             trigger = deferred.trigger

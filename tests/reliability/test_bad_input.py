@@ -64,8 +64,8 @@ class Case:
 CASES: dict[str, Case] = {
     "flow_id": Case(
         "`flow_id` is not a UUID (a name, or the source connection id)",
-        FlowServiceConfigError, ["flow_id 'my-dataflow'"], ["Sources > Dataflows", "not the source connection id"],
-        True, op={"flow_id": "my-dataflow"},
+        FlowServiceConfigError, ["flow_id 'my-dataflow'"],
+        ["Sources > Dataflows", "not the source connection id"], True, op={"flow_id": "my-dataflow"},
     ),
     "inverted": Case(
         "`window_end` before `window_start`",
@@ -75,8 +75,8 @@ CASES: dict[str, Case] = {
     ),
     "empty": Case(
         "`window_start` equal to `window_end`",
-        FlowServiceConfigError, ["Run window is empty", "(unix 1704067200)"], ["must be earlier than its end"],
-        True, op={"window_start": JAN1, "window_end": JAN1},
+        FlowServiceConfigError, ["Run window is empty", "(unix 1704067200)"],
+        ["must be earlier than its end"], True, op={"window_start": JAN1, "window_end": JAN1},
     ),
     "milliseconds": Case(
         "window in milliseconds (`1704067200000`)",
@@ -98,8 +98,8 @@ CASES: dict[str, Case] = {
     ),
     "template_empty": Case(
         "template rendered an empty string",
-        FlowServiceConfigError, ["window_end is ''"], ["the template rendered an empty or missing value"], True,
-        op={"window_start": JAN1, "window_end": ""},
+        FlowServiceConfigError, ["window_end is ''"], ["the template rendered an empty or missing value"],
+        True, op={"window_start": JAN1, "window_end": ""},
     ),
     "template_unrendered": Case(
         "unrendered template (`{{ ... }}` reached the operator)",
@@ -125,13 +125,13 @@ CASES: dict[str, Case] = {
     ),
     "org_id": Case(
         "connection without `org_id`",
-        FlowServiceConfigError, ["Connection 'my_aep' has no org_id"], ["Set extra org_id", "@AdobeOrg"], True,
-        conn={"org_id": None},
+        FlowServiceConfigError, ["Connection 'my_aep' has no org_id"], ["Set extra org_id", "@AdobeOrg"],
+        True, conn={"org_id": None},
     ),
     "client_id": Case(
         "connection without client ID (login)",
-        FlowServiceConfigError, ["Connection 'my_aep' has no client ID"], ["Set the connection's login"], True,
-        conn={"login": None},
+        FlowServiceConfigError, ["Connection 'my_aep' has no client ID"], ["Set the connection's login"],
+        True, conn={"login": None},
     ),
     "client_secret": Case(
         "connection without client secret (password)",
@@ -269,7 +269,7 @@ SENSOR_ROW = "sensor `run_id` from an XCom that was never pushed"
 def test_sensor_run_id_not_pushed(emu: FlowServiceEmulator) -> None:
     sensor = FlowServiceRunSensor(task_id="wait", run_id="None", poll_interval=0.05, timeout=5, retry=FAST)
     with pytest.raises(FlowServiceConfigError) as info:
-        sensor.execute({"ti": FakeTI()})
+        sensor.execute({"ti": FakeTI()})  # type: ignore[typeddict-item]
     message = str(info.value)
     assert "run_id 'None' is not a flow run id" in message
     assert "xcom_pull(task_ids='create_run')" in message

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -59,7 +60,9 @@ POST_FAULTS = [
 
 
 @pytest.mark.parametrize(("fault", "options"), POST_FAULTS)
-def test_fault_on_create_gives_exactly_one_run(emu: FlowServiceEmulator, fault: str, options: dict) -> None:
+def test_fault_on_create_gives_exactly_one_run(
+    emu: FlowServiceEmulator, fault: str, options: dict[str, Any]
+) -> None:
     flow = emu.add_flow()
     emu.inject(fault, method="POST", **options)
     done = execute(make_op(flow, retry=PATIENT), context_for(first_try()))
@@ -134,7 +137,9 @@ def test_retry_lookup_follows_pagination_to_an_older_run(emu: FlowServiceEmulato
     assert len(emu.runs_for_flow(flow)) == 7
 
 
-def test_create_adoption_follows_pagination(emu: FlowServiceEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_create_adoption_follows_pagination(
+    emu: FlowServiceEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The POST goes unanswered; by the time the hook looks, newer runs of the flow push the created
     run to page 3 (page size 2). The hook pages to it and adopts it: one run for the window."""
     emu.page_size = 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -31,7 +31,7 @@ HANG = 20.0
 
 
 @pytest.fixture
-def slow_conn(emu: FlowServiceEmulator, define_conn) -> str:
+def slow_conn(emu: FlowServiceEmulator, define_conn: Callable[..., str]) -> str:
     return define_conn("aep_slow", read_timeout=TIMEOUT, connect_timeout=TIMEOUT)
 
 
@@ -106,7 +106,9 @@ def black_hole() -> Iterator[int]:
         server.close()
 
 
-def test_connect_never_hangs(emu: FlowServiceEmulator, define_conn, black_hole: int) -> None:
+def test_connect_never_hangs(
+    emu: FlowServiceEmulator, define_conn: Callable[..., str], black_hole: int
+) -> None:
     # the token comes from the emulator; Flow Service itself is the host nobody answers on
     conn_id = define_conn("aep_black_hole", host=f"http://127.0.0.1:{black_hole}", connect_timeout=TIMEOUT)
     started = time.monotonic()
@@ -118,7 +120,9 @@ def test_connect_never_hangs(emu: FlowServiceEmulator, define_conn, black_hole: 
     assert emu.token_requests == 1
 
 
-async def test_async_connect_never_hangs(emu: FlowServiceEmulator, define_conn, black_hole: int) -> None:
+async def test_async_connect_never_hangs(
+    emu: FlowServiceEmulator, define_conn: Callable[..., str], black_hole: int
+) -> None:
     conn_id = define_conn("aep_black_hole", host=f"http://127.0.0.1:{black_hole}", connect_timeout=TIMEOUT)
     started = time.monotonic()
     async with FlowServiceAsyncHook(conn_id, retry=POLICY) as hook:

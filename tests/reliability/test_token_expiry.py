@@ -8,8 +8,11 @@ operator's blocking wait, the trigger, and 50 triggers sharing one event loop as
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -40,15 +43,17 @@ def authorizations(emu: FlowServiceEmulator) -> list[str]:
     return [r.headers["authorization"] for r in polls(emu)]
 
 
-def run_in_thread(target) -> tuple[threading.Thread, list]:
-    box: list = []
+def run_in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    box: list[Any] = []
     thread = threading.Thread(target=lambda: box.append(target()), daemon=True)
     thread.start()
     return thread, box
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
-def test_revoked_mid_wait_renews_once_and_the_wait_goes_on(emu: FlowServiceEmulator, deferrable: bool) -> None:
+def test_revoked_mid_wait_renews_once_and_the_wait_goes_on(
+    emu: FlowServiceEmulator, deferrable: bool
+) -> None:
     flow = emu.add_flow(seconds_to_finish=1.0)
     op = make_op(flow, deferrable=deferrable)
     thread, box = run_in_thread(lambda: execute(op, context_for(first_try())))
@@ -65,17 +70,23 @@ def test_revoked_mid_wait_renews_once_and_the_wait_goes_on(emu: FlowServiceEmula
 
 
 def test_short_token_lifetime_renews_ahead_without_a_refusal(emu: FlowServiceEmulator) -> None:
-    """Tokens living 0.5 s while the trigger waits 1.5 s: renewed ahead of expiry, never refused."""
-    emu.token_ttl = 0.5
-    flow = emu.add_flow(seconds_to_finish=1.5)
+    """Tokens living 1.5 s while the trigger waits 3.5 s: renewed ahead of expiry, never refused.
+
+    (The client renews once less than 10% of the lifetime is left: 0.15 s here, plenty for a
+    request on 127.0.0.1 even on a busy machine.)
+    """
+    emu.token_ttl = 1.5
+    flow = emu.add_flow(seconds_to_finish=3.5)
     done = execute(make_op(flow, deferrable=True, poll_interval=0.1), context_for(first_try()))
     assert status_of(emu, done.result) == "success"
     assert emu.token_requests >= 3
     assert all(r.fault is None for r in emu.requests)
     # no 401 round trip: that would repeat a poll at once, instead of one poll_interval later
     times = [r.time for r in polls(emu)]
-    assert len(times) >= 10
-    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.05
+    assert len(times) >= 20
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(times)]
+    tokens = [r.headers["authorization"][-6:] for r in polls(emu)]
+    assert min(gaps) >= 0.05, list(zip(gaps, tokens, tokens[1:], strict=False))
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
@@ -114,10 +125,10 @@ async def test_fifty_triggers_renew_with_one_ims_request(emu: FlowServiceEmulato
         for r in run_ids
     ]
 
-    async def wait(trigger: FlowServiceRunTrigger) -> dict:
+    async def wait(trigger: FlowServiceRunTrigger) -> dict[str, Any]:
         events = [e async for e in trigger.run()]
         assert len(events) == 1
-        return events[0].payload
+        return dict(events[0].payload)
 
     tasks = [asyncio.ensure_future(wait(t)) for t in triggers]
     assert await async_wait_until(lambda: len({r.path for r in polls(emu)}) == 50)

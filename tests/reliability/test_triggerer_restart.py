@@ -12,6 +12,7 @@ import asyncio
 import importlib
 import json
 import time
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,7 @@ from tests.reliability._support import (
 pytestmark = pytest.mark.timeout(60)
 
 
-def rebuild(classpath: str, kwargs: dict):
+def rebuild(classpath: str, kwargs: dict[str, Any]) -> Any:
     """What the triggerer does with a trigger row: import the class, call it with the kwargs."""
     module, name = classpath.rsplit(".", 1)
     return getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
@@ -39,7 +40,7 @@ def rebuild(classpath: str, kwargs: dict):
 def test_triggerer_restart_mid_poll_resumes_the_same_run(emu: FlowServiceEmulator) -> None:
     flow = emu.add_flow(polls_to_finish=4)
     op = make_op(flow, deferrable=True, poll_interval=0.05)
-    context = context_for(first_try())
+    context: Any = context_for(first_try())
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context)
     classpath, kwargs = deferred.value.trigger.serialize()
@@ -75,7 +76,7 @@ def test_triggerer_restart_mid_poll_resumes_the_same_run(emu: FlowServiceEmulato
     second = rebuild(classpath, kwargs)
     assert second.serialize() == (classpath, kwargs)  # nothing lost in the round trip
 
-    async def second_triggerer() -> list:
+    async def second_triggerer() -> list[Any]:
         return [event async for event in second.run()]
 
     (event,) = asyncio.run(asyncio.wait_for(second_triggerer(), 20))
@@ -94,7 +95,7 @@ def test_restart_after_the_deadline_times_out_at_once(emu: FlowServiceEmulator) 
     """The deadline is absolute (epoch seconds in the kwargs): a restart does not extend the wait."""
     flow = emu.add_flow(seconds_to_finish=600)
     op = make_op(flow, deferrable=True, timeout=0.5)
-    context = context_for(first_try())
+    context: Any = context_for(first_try())
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context)
     classpath, kwargs = deferred.value.trigger.serialize()
@@ -103,7 +104,7 @@ def test_restart_after_the_deadline_times_out_at_once(emu: FlowServiceEmulator) 
     started = time.monotonic()
     rebuilt = rebuild(classpath, kwargs)
 
-    async def run() -> list:
+    async def run() -> list[Any]:
         return [event async for event in rebuilt.run()]
 
     (event,) = asyncio.run(asyncio.wait_for(run(), 20))

@@ -2,10 +2,10 @@
 
 The first try runs in a real subprocess (a DAG file in a temporary dags folder, its task executed
 by a small driver), which is SIGKILLed as soon as the emulator has the ``POST /runs``, before the
-worker could read the answer. The retry, a try that looks like an automatic
-retry, must find the run by its window and wait on it. (Killing a worker while it polls is the
-milder case: the operator tests cover a retry reattaching to a run that is still going.) A deliberate clear afterwards (the first
-try of a new sequence) re-ingests: it creates a new run.
+worker could read the answer. The retry, a try that looks like an automatic retry, must find the
+run by its window and wait on it. A deliberate clear afterwards (the first try of a new sequence)
+re-ingests: it creates a new run. (Killing a worker while it polls is the milder case: the
+operator tests cover a retry reattaching to a run that is still going.)
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import sys
 import textwrap
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,7 +99,7 @@ print("finished", flush=True)
 """
 
 
-def load_task(dag_file: Path):
+def load_task(dag_file: Path) -> Any:
     """The same DAG file, imported in this process (the retry's worker)."""
     spec = importlib.util.spec_from_file_location(f"crash_test_dag_{uuid.uuid4().hex}", dag_file)
     assert spec is not None and spec.loader is not None
