@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 RENEW_BEFORE_SECONDS = 300.0
 RENEW_BEFORE_FRACTION = 0.1
+MIN_MARGIN_SECONDS = 1.0
+"""Short-lived tokens still get up to this much margin (at most a quarter of their life) for latency."""
 DEFAULT_TTL_SECONDS = 3600.0
 TokenKey = tuple[str, str, str, tuple[str, ...]]
 
@@ -74,8 +76,13 @@ class AccessToken:
 
     @property
     def renew_at(self) -> float:
-        """Renew once less than min(5 min, 10% of the lifetime) remains."""
-        return self.expires_at - min(RENEW_BEFORE_SECONDS, RENEW_BEFORE_FRACTION * self.ttl)
+        """Renew once less than min(5 min, 10% of the lifetime) remains.
+
+        For very short lifetimes (tests, odd IMS setups) the margin is at least min(1 s, 25%), so
+        request latency does not turn a "fresh" token into a refused one on arrival.
+        """
+        margin = min(RENEW_BEFORE_SECONDS, RENEW_BEFORE_FRACTION * self.ttl)
+        return self.expires_at - max(margin, min(MIN_MARGIN_SECONDS, 0.25 * self.ttl))
 
     def is_fresh(self, now: float | None = None) -> bool:
         """Usable without renewal."""
@@ -206,9 +213,13 @@ def _token_path(settings: FlowServiceConnectionSettings) -> str:
 
 
 def _parse_token_response(
-    settings: FlowServiceConnectionSettings, resp: requests.Response | httpx.Response
+    settings: FlowServiceConnectionSettings, resp: requests.Response | httpx.Response, sent_at: float
 ) -> AccessToken:
-    """Interpret an IMS answer: a token, a transient failure (raised) or an auth error (raised)."""
+    """Interpret an IMS answer: a token, a transient failure (raised) or an auth error (raised).
+
+    The lifetime counts from ``sent_at`` (before the request), so IMS latency never makes us
+    believe a token lives longer than it does.
+    """
     status, headers, text = resp.status_code, resp.headers, resp.text
     location = headers.get("Location")
     path = _token_path(settings)
@@ -252,7 +263,7 @@ def _parse_token_response(
     value = str(body["access_token"])
     _mask(value)
     ttl = _ttl(body.get("expires_in"))
-    return AccessToken(value=value, expires_at=time.monotonic() + ttl, ttl=ttl)
+    return AccessToken(value=value, expires_at=sent_at + ttl, ttl=ttl)
 
 
 def _ttl(raw: Any) -> float:
@@ -272,6 +283,7 @@ def fetch_token(
     http = session or requests.Session()
 
     def attempt() -> AccessToken:
+        sent_at = time.monotonic()
         try:
             resp = http.post(
                 settings.ims_token_url,
@@ -287,7 +299,7 @@ def fetch_token(
                 raise _transport_error(settings, exc) from None
             failure.maybe_processed = False
             raise failure from None
-        return _parse_token_response(settings, resp)
+        return _parse_token_response(settings, resp, sent_at)
 
     log.info("Requesting an Adobe IMS access token for connection '%s'.", settings.conn_id)
     return call_with_retry(policy, attempt, method="POST", path=_token_path(settings))
@@ -299,6 +311,7 @@ async def afetch_token(
     """Async twin of :func:`fetch_token` on an ``httpx.AsyncClient``."""
 
     async def attempt() -> AccessToken:
+        sent_at = time.monotonic()
         try:
             resp = await client.post(
                 settings.ims_token_url,
@@ -312,7 +325,7 @@ async def afetch_token(
                 raise _transport_error(settings, exc) from None
             failure.maybe_processed = False
             raise failure from None
-        return _parse_token_response(settings, resp)
+        return _parse_token_response(settings, resp, sent_at)
 
     log.info("Requesting an Adobe IMS access token for connection '%s'.", settings.conn_id)
     return await acall_with_retry(policy, attempt, method="POST", path=_token_path(settings))

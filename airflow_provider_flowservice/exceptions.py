@@ -42,7 +42,8 @@ class FlowServiceApiError(FlowServiceError):
         url: str | None = None,
         run_id: str | None = None,
     ) -> None:
-        self.status_code = status_code
+        # Same meaning as AirflowException.status_code (an HTTP status), but the upstream one, as an int.
+        self.status_code = status_code  # type: ignore[assignment]
         self.error_code = error_code
         self.title = title
         self.detail = detail

@@ -8,14 +8,14 @@ counts as *still running* and is logged once per value, so a wait stays bounded 
 from __future__ import annotations
 
 import logging
-from enum import Enum
+from enum import StrEnum
 
 log = logging.getLogger(__name__)
 
 _warned: set[str] = set()
 
 
-class FlowRunStatus(str, Enum):
+class FlowRunStatus(StrEnum):
     """A flow run's ``metrics.statusSummary.status``."""
 
     SCHEDULED = "scheduled"
@@ -58,7 +58,7 @@ class FlowRunStatus(str, Enum):
         return _STATE[self]
 
 
-class RunState(str, Enum):
+class RunState(StrEnum):
     """What a status means for a waiting client."""
 
     RUNNING = "running"

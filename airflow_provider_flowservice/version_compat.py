@@ -26,8 +26,8 @@ from airflow.providers.common.compat.sdk import (
 from packaging.version import Version
 
 AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
-AIRFLOW_V_3_0_PLUS = AIRFLOW_VERSION >= Version("3.0.0")
-AIRFLOW_V_3_3_PLUS = AIRFLOW_VERSION >= Version("3.3.0")
+AIRFLOW_V_3_0_PLUS = Version("3.0.0") <= AIRFLOW_VERSION
+AIRFLOW_V_3_3_PLUS = Version("3.3.0") <= AIRFLOW_VERSION
 
 # Retention for task_state_store entries that must outlive every retry (Airflow 3.3+ only; None
 # elsewhere, meaning "use the store's default retention").

@@ -58,11 +58,15 @@ t2 = time.perf_counter()
 watch = ("httpx", "requests", "tenacity", "pendulum", "aiohttp", "asgiref")
 before = [m for m in watch if m in sys.modules]
 print({MARKER!r}, file=sys.stderr, flush=True)
+each = []
 for name in {OUR_MODULES!r}:
+    t = time.perf_counter()
     __import__(name)
+    each.append(time.perf_counter() - t)
 t3 = time.perf_counter()
 new = [m for m in watch if m in sys.modules and m not in before]
-print(json.dumps({{"airflow": t1 - t0, "baseline": t2 - t1, "ours": t3 - t2, "before": before, "new": new}}))
+stages = {{"airflow": t1 - t0, "baseline": t2 - t1, "ours": t3 - t2}}
+print(json.dumps({{**stages, "each": each, "before": before, "new": new}}))
 """
 
 _NO_NETWORK = """
@@ -157,6 +161,7 @@ def measure_imports(env: dict[str, str], runs: int) -> dict[str, Any]:
     result: dict[str, Any] = {k: statistics.median(s[k] for s in samples) for k in stages}
     result["ours_min"] = min(s["ours"] for s in samples)
     result["ours_max"] = max(s["ours"] for s in samples)
+    result["each"] = [statistics.median(s["each"][i] for s in samples) for i in range(len(OUR_MODULES))]
     result["before"] = samples[-1]["before"]
     result["new"] = samples[-1]["new"]
     return result
@@ -204,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  + DAG/BaseOperator/BaseSensor/BaseHook  {ms['baseline']:8.1f} ms")
     print(f"  + our operator, sensor and hook modules {ms['ours']:8.1f} ms "
           f"(min {ms['ours_min']:.1f}, max {ms['ours_max']:.1f}; goal <= {GOAL_MS:.0f} ms: {verdict})")
+    for name, seconds in zip(OUR_MODULES, figures["each"], strict=True):
+        print(f"      {name:<52} {seconds * 1000:8.1f} ms")
     print(f"  already loaded by the baseline: {', '.join(figures['before']) or 'none'}; "
           f"first loaded by ours: {', '.join(figures['new']) or 'none'}")
     print("  largest imports in our share (self ms / cumulative ms):")

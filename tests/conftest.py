@@ -31,5 +31,7 @@ import pytest  # noqa: E402
 def airflow_db() -> Path:
     """Create the metadata database of the test AIRFLOW_HOME once per session (real Airflow, sqlite)."""
     cli = Path(sys.executable).with_name("airflow")
-    subprocess.run([str(cli), "db", "migrate"], check=True, capture_output=True, timeout=300, env=os.environ.copy())
+    subprocess.run(
+        [str(cli), "db", "migrate"], check=True, capture_output=True, timeout=300, env=os.environ.copy()
+    )
     return _HOME

@@ -284,7 +284,7 @@ async def test_httpx_errors_are_classified() -> None:
 
         closer = _Silent("close")
         try:
-            with pytest.raises(httpx.RemoteProtocolError) as dropped:
+            with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)) as dropped:  # timing decides
                 await client.post(f"http://127.0.0.1:{closer.port}/", json={})
         finally:
             closer.close()

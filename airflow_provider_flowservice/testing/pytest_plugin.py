@@ -11,14 +11,21 @@ from collections.abc import Iterator
 
 import pytest
 
+from airflow_provider_flowservice.auth import TOKEN_CACHE
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
 
 
 @pytest.fixture
 def flow_service_emulator() -> Iterator[FlowServiceEmulator]:
-    """A started emulator on a free port, stopped after the test."""
+    """A started emulator on a free port, stopped after the test.
+
+    The process-wide token cache is emptied around it: a later emulator may reuse the port, and a
+    token from an earlier one would cost a 401 and a renewal (and skew IMS request counts).
+    """
+    TOKEN_CACHE.clear()
     with FlowServiceEmulator() as emulator:
         yield emulator
+    TOKEN_CACHE.clear()
 
 
 @pytest.fixture

@@ -57,7 +57,8 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DAG = REPO / "example_dags" / "example_flow_service_backfill.py"
 DAG_ID = "example_flow_service_backfill"
 TRIGGER_CLASSPATH = "airflow_provider_flowservice.triggers.flow_service.FlowServiceRunTrigger"
-# The DAG is daily: with its start_date moved to three days ago, catchup makes three runs.
+# The DAG is daily: with its start_date moved to three days ago, catchup makes three runs (four
+# if the test happens to run across midnight UTC: see _expected_runs).
 INTERVALS = 3
 # Long enough for all three tasks to start and defer one after the other on one worker slot, and
 # for the executor to report each deferral before its trigger fires.
@@ -107,7 +108,14 @@ def _copy_dag_starting(dags: Path, start: datetime) -> None:
     (dags / EXAMPLE_DAG.name).write_text(patched)
 
 
-def _wait_for_runs(deployment: AirflowDeployment, seen: Observation) -> list[tuple[Any, ...]]:
+def _expected_runs(start: datetime) -> int:
+    """Whole days between the DAG's start and now: the runs catchup creates."""
+    return (datetime.now(UTC) - start).days
+
+
+def _wait_for_runs(
+    deployment: AirflowDeployment, seen: Observation, start: datetime
+) -> list[tuple[Any, ...]]:
     def finished() -> list[tuple[Any, ...]] | None:
         seen.sample(deployment)
         deployment.check_alive()
@@ -115,7 +123,7 @@ def _wait_for_runs(deployment: AirflowDeployment, seen: Observation) -> list[tup
             "SELECT run_id, state, data_interval_start, data_interval_end FROM dag_run WHERE dag_id = ?",
             (DAG_ID,),
         )
-        if len(runs) >= INTERVALS and all(r[1] in ("success", "failed") for r in runs):
+        if len(runs) >= _expected_runs(start) and all(r[1] in ("success", "failed") for r in runs):
             return runs
         return None
 
@@ -126,7 +134,8 @@ def test_backfill_example_defers_to_triggerer_and_creates_one_run_per_interval(t
     dags = tmp_path / "dags"
     dags.mkdir()
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    _copy_dag_starting(dags, today - timedelta(days=INTERVALS))
+    start = today - timedelta(days=INTERVALS)
+    _copy_dag_starting(dags, start)
     home = tmp_path / "airflow-home"
     home.mkdir()
 
@@ -141,39 +150,39 @@ def test_backfill_example_defers_to_triggerer_and_creates_one_run_per_interval(t
         }
         seen = Observation()
         with running_deployment(home, dags, env) as deployment:
-            dag_runs = _wait_for_runs(deployment, seen)
+            dag_runs = _wait_for_runs(deployment, seen, start)
             task_rows = deployment.query(
                 "SELECT run_id, state, try_number FROM task_instance WHERE dag_id = ?", (DAG_ID,)
             )
             logs = deployment.task_logs()
             service_logs = {s.name: s.log_path.read_text(errors="replace") for s in deployment.services}
             try:
-                _check(deployment, emulator, seen, dag_runs, task_rows, logs, service_logs)
+                _check(emulator, seen, dag_runs, task_rows, logs, service_logs, _expected_runs(start))
             except AssertionError:
                 print(deployment.log_tails())
                 raise
 
 
 def _check(
-    deployment: AirflowDeployment,
     emulator: FlowServiceEmulator,
     seen: Observation,
     dag_runs: list[tuple[Any, ...]],
     task_rows: list[tuple[Any, ...]],
     logs: dict[Path, str],
     service_logs: dict[str, str],
+    expected: int,
 ) -> None:
     # Every interval ran once and succeeded on its first try.
-    assert len(dag_runs) == INTERVALS, dag_runs
+    assert len(dag_runs) == expected, dag_runs
     assert {r[1] for r in dag_runs} == {"success"}, dag_runs
-    assert len(task_rows) == INTERVALS, task_rows
+    assert len(task_rows) == expected, task_rows
     assert all(state == "success" and try_number == 1 for _, state, try_number in task_rows), task_rows
 
     # ... after deferring to a FlowServiceRunTrigger that the triggerer picked up.
     for run_id, *_ in dag_runs:
         assert "deferred" in seen.ti_states.get(run_id, set()), (run_id, seen.ti_states)
     ours = [t for t in seen.triggers.values() if t[0] == TRIGGER_CLASSPATH]
-    assert len(ours) == INTERVALS, seen.triggers
+    assert len(ours) == expected, seen.triggers
     assert all(triggerer_id is not None for *_, triggerer_id in ours), ours
 
     # One flow run per interval, window = data interval.
@@ -196,6 +205,10 @@ def _check(
         assert len(times) >= 3, (run_id, len(times))
         assert f"Waiting for flow run {run_id}" in trigger_logs, f"no trigger log for flow run {run_id}"
     spans = sorted((min(t), max(t)) for t in polls.values())
+    origin = spans[0][0]
+    print("flow runs polled (seconds from the first poll):",
+          [(round(a - origin, 1), round(b - origin, 1)) for a, b in spans],
+          "polls per run:", sorted(len(t) for t in polls.values()))
     overlapping = any(spans[i + 1][0] < spans[i][1] for i in range(len(spans) - 1))
     assert overlapping, f"flow runs were polled one after the other on one worker slot: {spans}"
 
