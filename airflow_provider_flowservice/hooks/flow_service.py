@@ -8,9 +8,7 @@ the connection nor touches the network when constructed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import cached_property
@@ -35,8 +33,8 @@ from airflow_provider_flowservice.exceptions import (
     FlowServiceError,
     FlowServiceRetryError,
 )
+from airflow_provider_flowservice.hooks import _async_clients
 from airflow_provider_flowservice.hooks._api import (
-    USER_AGENT,
     create_run_body,
     decode_response,
     items_of,
@@ -393,7 +391,8 @@ class FlowServiceAsyncHook:
     """The async twin of :class:`FlowServiceHook` for triggers (``httpx.AsyncClient``).
 
     Never blocks the event loop: the Airflow connection is read once off the loop, requests are
-    awaited and waits use ``asyncio.sleep``. One client per hook, reused; call :meth:`aclose`.
+    awaited and waits use ``asyncio.sleep``. Hooks on one event loop share an HTTP client (see
+    ``hooks/_async_clients.py``); call :meth:`aclose` to let go of it.
 
     :param flow_service_conn_id: the ``adobe_flow_service`` connection to use.
     :param retry: retry policy for transient errors; default :class:`RetryPolicy()`.
@@ -422,12 +421,11 @@ class FlowServiceAsyncHook:
     async def _get_client(self) -> httpx.AsyncClient:
         if self._client is None:
             s = await self.get_settings()
-            # Building the client loads CA certificates from disk: do it off the event loop.
-            client = await asyncio.to_thread(_build_async_client, s)
+            client = await _async_clients.acquire(s)
             if self._client is None:
                 self._client = client
             else:  # another task of this hook won the race
-                await client.aclose()
+                await _async_clients.release(s, client)
         return self._client
 
     async def _http(
@@ -511,28 +509,16 @@ class FlowServiceAsyncHook:
         return runs
 
     async def aclose(self) -> None:
-        """Close the HTTP client (idempotent)."""
-        if self._client is not None:
+        """Let go of the shared HTTP client (idempotent); the last hook on the loop closes it."""
+        if self._client is not None and self._settings is not None:
             client, self._client = self._client, None
-            await client.aclose()
+            await _async_clients.release(self._settings, client)
 
     async def __aenter__(self) -> FlowServiceAsyncHook:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def _build_async_client(s: FlowServiceConnectionSettings) -> httpx.AsyncClient:
-    verify: Any = s.verify
-    if isinstance(verify, str):
-        verify = ssl.create_default_context(cafile=verify)
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout),
-        verify=verify,
-        follow_redirects=False,
-        headers={"User-Agent": USER_AGENT},
-    )
 
 
 async def _aget_connection(conn_id: str) -> Any:

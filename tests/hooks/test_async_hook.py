@@ -213,3 +213,20 @@ async def test_pagination_async(em: FlowServiceEmulator) -> None:
     async with FlowServiceAsyncHook(retry=FAST) as hook:
         assert {r.id for r in await hook.list_runs(flow)} == ids
         assert len(await hook.list_runs(flow, limit=3)) == 3
+
+
+async def test_hooks_on_one_loop_share_one_http_client(em: FlowServiceEmulator) -> None:
+    """A triggerer runs many triggers in one loop: one client (one SSL context, one pool) serves all."""
+    _, run_id = make_run(em, outcome="success", polls_to_finish=5)
+    hooks = [FlowServiceAsyncHook(retry=FAST) for _ in range(50)]
+    await asyncio.gather(*(h.get_run(run_id) for h in hooks))
+    clients = {id(h._client) for h in hooks}
+    assert len(clients) == 1
+    shared = hooks[0]._client
+    assert shared is not None
+    for h in hooks[:-1]:
+        await h.aclose()
+    assert not shared.is_closed  # still used by the last hook
+    await hooks[-1].aclose()
+    assert shared.is_closed
+    assert em.token_requests == 1
