@@ -24,8 +24,9 @@ pytestmark = pytest.mark.timeout(60)
 
 TIMEOUT = 0.3
 POLICY = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.02, max_total_seconds=30)
-BOUND = POLICY.max_attempts * (TIMEOUT + POLICY.max_backoff) + 0.6
-"""The longest a call may take: every attempt times out, plus backoff, plus slack for this machine."""
+BOUND = POLICY.max_attempts * (TIMEOUT + POLICY.max_backoff) + 1.0
+"""The longest a call may take: every attempt times out, plus backoff, plus slack for reading the
+connection, the token request and a busy machine (still far below :data:`HANG`)."""
 HANG = 20.0
 """How long the emulator sits on a request: far beyond every bound asserted here."""
 
@@ -73,7 +74,7 @@ def test_create_never_hangs(emu: FlowServiceEmulator, slow_conn: str) -> None:
     started = time.monotonic()
     with pytest.raises(FlowServiceRetryError):
         FlowServiceHook(slow_conn, retry=budget).create_run(flow, JAN1, JAN2)
-    assert time.monotonic() - started < budget.max_total_seconds + TIMEOUT * 2 + 0.6
+    assert time.monotonic() - started < budget.max_total_seconds + TIMEOUT * 2 + 1.0
 
 
 async def test_trigger_polls_through_unanswered_requests(emu: FlowServiceEmulator, slow_conn: str) -> None:
