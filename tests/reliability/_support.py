@@ -30,7 +30,7 @@ else:
 __all__ = [
     "FAST", "FS", "JAN1", "JAN2", "Execution", "FakeTI", "TaskDeferred", "after_clear", "async_wait_until",
     "automatic_retry", "context_for", "execute", "first_try", "lists", "make_op", "polls", "posts",
-    "run_trigger", "status_of", "wait_until",
+    "prepare_thread", "run_trigger", "status_of", "wait_until",
 ]
 
 JAN1 = 1704067200
@@ -98,6 +98,18 @@ class Execution:
         self.deferred: TaskDeferred | None = None
         self.trigger_kwargs: dict[str, Any] | None = None
         self.events: list[Any] = []
+
+
+def prepare_thread() -> None:
+    """Let a non-main thread call ``execute()`` on Airflow 2 (``ExecutorSafeguard`` keeps a
+    thread-local that only the importing thread has)."""
+    try:
+        from airflow.models.baseoperator import ExecutorSafeguard
+    except ImportError:
+        return
+    sentinel = getattr(ExecutorSafeguard, "_sentinel", None)
+    if sentinel is not None and not hasattr(sentinel, "callers"):
+        sentinel.callers = {}
 
 
 def run_trigger(trigger: FlowServiceRunTrigger, limit: float = 30.0) -> list[Any]:

@@ -124,16 +124,25 @@ def _exception_texts(exc: BaseException) -> list[str]:
 
 @pytest.fixture
 def trigger_kwargs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every serialization of a trigger, as JSON (what the triggerer stores)."""
-    seen: list[str] = []
-    original = FlowServiceRunTrigger.serialize
+    """The serialized form (JSON, what the triggerer stores) of every trigger created.
 
-    def serialize(self: FlowServiceRunTrigger) -> tuple[str, dict[str, Any]]:
-        result = original(self)
+    Airflow 3 serializes the trigger itself; Airflow 2's ``dag.test()`` runs it inline without
+    doing so, so every trigger made is serialized here too.
+    """
+    seen: list[str] = []
+    serialize, init = FlowServiceRunTrigger.serialize, FlowServiceRunTrigger.__init__
+
+    def spy_serialize(self: FlowServiceRunTrigger) -> tuple[str, dict[str, Any]]:
+        result = serialize(self)
         seen.append(json.dumps(result, default=str))
         return result
 
-    monkeypatch.setattr(FlowServiceRunTrigger, "serialize", serialize)
+    def spy_init(self: FlowServiceRunTrigger, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        seen.append(json.dumps(serialize(self), default=str))
+
+    monkeypatch.setattr(FlowServiceRunTrigger, "serialize", spy_serialize)
+    monkeypatch.setattr(FlowServiceRunTrigger, "__init__", spy_init)
     return seen
 
 

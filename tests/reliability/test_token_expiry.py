@@ -30,6 +30,7 @@ from tests.reliability._support import (
     make_op,
     polls,
     posts,
+    prepare_thread,
     status_of,
     wait_until,
 )
@@ -44,7 +45,11 @@ def authorizations(emu: FlowServiceEmulator) -> list[str]:
 
 def run_in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
     box: list[Any] = []
-    thread = threading.Thread(target=lambda: box.append(target()), daemon=True)
+    def work() -> None:
+        prepare_thread()
+        box.append(target())
+
+    thread = threading.Thread(target=work, daemon=True)
     thread.start()
     return thread, box
 

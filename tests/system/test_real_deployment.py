@@ -49,9 +49,13 @@ from typing import Any
 import pytest
 
 from airflow_provider_flowservice.testing.emulator import DEFAULT_FLOW_ID, FlowServiceEmulator
-from tests.system._airflow_services import AirflowDeployment, running_deployment, wait_for
+from tests.system._airflow_services import AIRFLOW_CLI, AirflowDeployment, running_deployment, wait_for
 
-pytestmark = [pytest.mark.system, pytest.mark.timeout(290)]
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.timeout(290),
+    pytest.mark.skipif(not Path(AIRFLOW_CLI).exists(), reason=f"no `airflow` command at {AIRFLOW_CLI}"),
+]
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DAG = REPO / "example_dags" / "example_flow_service_backfill.py"
