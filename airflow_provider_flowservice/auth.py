@@ -18,11 +18,8 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
-import requests
 
 from airflow_provider_flowservice.connection import FlowServiceConnectionSettings
 from airflow_provider_flowservice.errors import one_line
@@ -38,6 +35,10 @@ from airflow_provider_flowservice.retry import (
     transient_from_status,
 )
 from airflow_provider_flowservice.version_compat import mask_secret
+
+if TYPE_CHECKING:  # imported where used, to keep DAG-file parsing cheap (see retry.py)
+    import httpx
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +281,8 @@ def fetch_token(
     settings: FlowServiceConnectionSettings, policy: RetryPolicy, session: requests.Session | None = None
 ) -> AccessToken:
     """Ask IMS for a token with the client-credentials grant (form-encoded), retrying transient errors."""
+    import requests
+
     http = session or requests.Session()
 
     def attempt() -> AccessToken:
@@ -309,6 +312,7 @@ async def afetch_token(
     settings: FlowServiceConnectionSettings, policy: RetryPolicy, client: httpx.AsyncClient
 ) -> AccessToken:
     """Async twin of :func:`fetch_token` on an ``httpx.AsyncClient``."""
+    import httpx
 
     async def attempt() -> AccessToken:
         sent_at = time.monotonic()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from airflow_provider_flowservice.version_compat import AirflowException
+from airflow_provider_flowservice.version_compat import AirflowException, AirflowFailException
 
 if TYPE_CHECKING:
     from airflow_provider_flowservice.models import RunError
@@ -18,8 +18,11 @@ class FlowServiceError(AirflowException):
     """Base class of every error this provider raises."""
 
 
-class FlowServiceConfigError(FlowServiceError, ValueError):
-    """Bad user input (operator argument, template result, connection field), caught before any request."""
+class FlowServiceConfigError(FlowServiceError, AirflowFailException, ValueError):
+    """Bad user input (operator argument, template result, connection field), caught before any request.
+
+    A task fails on it without using its retries: the same input would fail the same way.
+    """
 
 
 class FlowServiceApiError(FlowServiceError):
@@ -52,6 +55,10 @@ class FlowServiceApiError(FlowServiceError):
         self.url = url
         self.run_id = run_id
         super().__init__(message)
+
+    def add_context(self, text: str) -> None:
+        """Append what the failed request was about (its flow id, window, ...) to the message."""
+        self.args = (f"{self.args[0]} {text}", *self.args[1:])
 
 
 class FlowServiceAuthError(FlowServiceApiError):

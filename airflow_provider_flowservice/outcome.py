@@ -30,6 +30,12 @@ RunLike = FlowRun | Mapping[str, Any]
 #: At most this many errors are written into one message (the count of the rest is given).
 MAX_ERRORS_SHOWN = 20
 
+#: ``status`` values of the trigger's event (here so the operator and sensor need not import the
+#: trigger module, and with it ``airflow.triggers.base``, when a DAG file is parsed).
+EVENT_TERMINAL = "terminal"
+EVENT_TIMEOUT = "timeout"
+EVENT_ERROR = "error"
+
 
 def as_summary(run: RunLike) -> dict[str, Any]:
     """The JSON-safe summary dict of a run (``FlowRun.summary()`` shape)."""

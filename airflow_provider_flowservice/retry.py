@@ -16,17 +16,21 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC
-from typing import Any, TypeVar
-
-import httpx
-import requests
-import tenacity
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_flowservice.exceptions import (
     FlowServiceApiError,
+    FlowServiceAuthError,
     FlowServiceConfigError,
     FlowServiceRetryError,
 )
+
+# httpx, requests and tenacity are imported where they are used: every DAG file that uses the
+# provider imports this module, and they would add a large share of its parse cost.
+if TYPE_CHECKING:
+    import httpx
+    import requests
+    import tenacity
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +171,8 @@ def transient_from_status(
 
 
 def _never_reached_requests(exc: requests.RequestException) -> bool:
+    import requests
+
     if isinstance(exc, requests.ConnectTimeout):
         return True
     from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
@@ -177,6 +183,8 @@ def _never_reached_requests(exc: requests.RequestException) -> bool:
 
 def transient_from_requests(exc: requests.RequestException) -> TransientFailure | None:
     """Classify a requests exception: transient ones become :class:`TransientFailure`, others None."""
+    import requests
+
     if isinstance(exc, requests.exceptions.SSLError):
         return None
     if isinstance(
@@ -194,6 +202,8 @@ def transient_from_requests(exc: requests.RequestException) -> TransientFailure 
 
 def transient_from_httpx(exc: httpx.HTTPError) -> TransientFailure | None:
     """Classify an httpx exception: transient ones become :class:`TransientFailure`, others None."""
+    import httpx
+
     if isinstance(exc, httpx.ConnectError) and "CERTIFICATE" in str(exc).upper():
         return None
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
@@ -210,8 +220,11 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-class _Wait(tenacity.wait.wait_base):
-    """Exponential backoff with jitter, Retry-After honoured, capped by max_backoff and the budget."""
+class _Wait:
+    """Exponential backoff with jitter, Retry-After honoured, capped by max_backoff and the budget.
+
+    A plain callable (tenacity accepts one as ``wait``), so this module needs no tenacity import.
+    """
 
     def __init__(self, policy: RetryPolicy) -> None:
         self.policy = policy
@@ -227,6 +240,8 @@ class _Wait(tenacity.wait.wait_base):
 
 
 def _tenacity_kwargs(policy: RetryPolicy, method: str, path: str) -> dict[str, Any]:
+    import tenacity
+
     def before_sleep(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
@@ -279,6 +294,8 @@ def call_with_retry(policy: RetryPolicy, attempt: Callable[[], T], *, method: st
 
     :raises FlowServiceRetryError: saying what was tried when transient failures outlast the policy.
     """
+    import tenacity
+
     started = time.monotonic()
     retrying = tenacity.Retrying(sleep=time.sleep, **_tenacity_kwargs(policy, method, path))
     try:
@@ -292,6 +309,8 @@ async def acall_with_retry(
     policy: RetryPolicy, attempt: Callable[[], Awaitable[T]], *, method: str, path: str
 ) -> T:
     """Async twin of :func:`call_with_retry`; waits with ``asyncio.sleep``, never blocks the loop."""
+    import tenacity
+
     started = time.monotonic()
     retrying = tenacity.AsyncRetrying(sleep=asyncio.sleep, **_tenacity_kwargs(policy, method, path))
 
@@ -320,3 +339,25 @@ def redirect_error(
         method=method,
         url=path,
     )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors worth polling through: retry budget spent, 429, 5xx, timeouts, connection errors.
+
+    Auth errors, 404 and other 4xx are not transient: polling again cannot fix them. Used by the
+    trigger, the operator's blocking wait and the sensor (re-exported by the trigger module).
+    """
+    if isinstance(exc, FlowServiceRetryError):
+        return True
+    if isinstance(exc, FlowServiceAuthError):
+        return False
+    if isinstance(exc, FlowServiceApiError):
+        code = exc.status_code
+        return code is None or code == 429 or code >= 500
+    if isinstance(exc, OSError):  # includes TimeoutError and ConnectionError
+        return True
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - httpx is a dependency
+        return False
+    return isinstance(exc, httpx.TransportError)

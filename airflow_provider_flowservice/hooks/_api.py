@@ -7,11 +7,8 @@ answers, where ``_links.next`` points, and how a response becomes JSON or the ri
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
-
-import httpx
-import requests
 
 from airflow_provider_flowservice import __version__
 from airflow_provider_flowservice.connection import API_PATH, FlowServiceConnectionSettings
@@ -19,6 +16,10 @@ from airflow_provider_flowservice.errors import one_line, parse_error_response
 from airflow_provider_flowservice.exceptions import FlowServiceApiError, FlowServiceConfigError
 from airflow_provider_flowservice.models import CreatedRun, FlowRun
 from airflow_provider_flowservice.retry import redirect_error, transient_from_status
+
+if TYPE_CHECKING:
+    import httpx
+    import requests
 
 USER_AGENT = f"airflow-provider-flowservice/{__version__}"
 _MAX_UNIX_SECONDS = 10**11  # beyond year 5000: the value is in milliseconds

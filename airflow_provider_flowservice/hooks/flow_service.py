@@ -12,10 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import cached_property
-from typing import Any
-
-import httpx
-import requests
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_flowservice.auth import TokenProvider
 from airflow_provider_flowservice.connection import (
@@ -33,7 +30,6 @@ from airflow_provider_flowservice.exceptions import (
     FlowServiceError,
     FlowServiceRetryError,
 )
-from airflow_provider_flowservice.hooks import _async_clients
 from airflow_provider_flowservice.hooks._api import (
     create_run_body,
     decode_response,
@@ -58,6 +54,12 @@ from airflow_provider_flowservice.retry import (
     transient_from_requests,
 )
 from airflow_provider_flowservice.version_compat import BaseHook
+
+# requests and httpx (and the shared async clients) are imported on first use, not at module
+# level: every DAG file that uses the provider imports this module, and they dominate its cost.
+if TYPE_CHECKING:
+    import httpx
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,8 @@ class FlowServiceHook(BaseHook):
     @cached_property
     def session(self) -> requests.Session:
         """One HTTP session per hook (connection reuse)."""
+        import requests
+
         return requests.Session()
 
     def get_conn(self) -> requests.Session:
@@ -135,6 +139,8 @@ class FlowServiceHook(BaseHook):
     def _http(
         self, method: str, url: str, path: str, token: str, *, params: Any, body: Any
     ) -> requests.Response:
+        import requests
+
         s = self.settings
         try:
             return self.session.request(
@@ -255,7 +261,17 @@ class FlowServiceHook(BaseHook):
                 raise
             return parse_created_run(data)
 
-        created = call_with_retry(self.retry_policy, attempt, method="POST", path="/runs")
+        try:
+            created = call_with_retry(self.retry_policy, attempt, method="POST", path="/runs")
+        except FlowServiceApiError as exc:
+            # Adobe's wording may not name the values it refused: name what was sent.
+            if exc.status_code is not None and 400 <= exc.status_code < 500:
+                delta = f", deltaColumn {delta_column!r}" if delta_column else ""
+                exc.add_context(
+                    f"The request was: flow_id {flow}, window [{window_start}, {window_end}) in unix "
+                    f"seconds{delta}."
+                )
+            raise
         self.log.info(
             "Flow Service run %s for flow %s (window %s-%s).", created.run_id, flow, window_start, window_end
         )
@@ -420,6 +436,8 @@ class FlowServiceAsyncHook:
 
     async def _get_client(self) -> httpx.AsyncClient:
         if self._client is None:
+            from airflow_provider_flowservice.hooks import _async_clients
+
             s = await self.get_settings()
             client = await _async_clients.acquire(s)
             if self._client is None:
@@ -431,6 +449,8 @@ class FlowServiceAsyncHook:
     async def _http(
         self, method: str, url: str, path: str, token: str, *, params: Any, body: Any
     ) -> httpx.Response:
+        import httpx
+
         s = await self.get_settings()
         client = await self._get_client()
         try:
@@ -511,6 +531,8 @@ class FlowServiceAsyncHook:
     async def aclose(self) -> None:
         """Let go of the shared HTTP client (idempotent); the last hook on the loop closes it."""
         if self._client is not None and self._settings is not None:
+            from airflow_provider_flowservice.hooks import _async_clients
+
             client, self._client = self._client, None
             await _async_clients.release(self._settings, client)
 

@@ -22,14 +22,9 @@ from airflow_provider_flowservice.exceptions import (
 )
 from airflow_provider_flowservice.links.flow_service import RUN_URL_XCOM_KEY, FlowServiceRunLink
 from airflow_provider_flowservice.models import FlowRun
-from airflow_provider_flowservice.outcome import apply_outcome, format_summary
+from airflow_provider_flowservice.outcome import EVENT_TERMINAL, EVENT_TIMEOUT, apply_outcome, format_summary
+from airflow_provider_flowservice.retry import is_transient
 from airflow_provider_flowservice.status import FlowRunStatus, RunState
-from airflow_provider_flowservice.triggers.flow_service import (
-    EVENT_TERMINAL,
-    EVENT_TIMEOUT,
-    FlowServiceRunTrigger,
-    is_transient,
-)
 from airflow_provider_flowservice.version_compat import (
     AIRFLOW_V_3_3_PLUS,
     TASK_STATE_NEVER_EXPIRE,
@@ -204,6 +199,10 @@ class FlowServiceCreateRunOperator(BaseOperator):
                 self.poll_interval,
                 timeout,
             )
+            # Imported here, not at module level: it pulls in airflow.triggers.base, which a DAG
+            # file being parsed does not need.
+            from airflow_provider_flowservice.triggers.flow_service import FlowServiceRunTrigger
+
             self.defer(
                 trigger=FlowServiceRunTrigger(
                     run_id=run_id,

@@ -23,13 +23,14 @@ from airflow_provider_flowservice.exceptions import (
     FlowServiceRunError,
 )
 from airflow_provider_flowservice.links.flow_service import RUN_URL_XCOM_KEY, FlowServiceRunLink
-from airflow_provider_flowservice.outcome import apply_outcome, as_summary, format_summary
-from airflow_provider_flowservice.triggers.flow_service import (
+from airflow_provider_flowservice.outcome import (
     EVENT_TERMINAL,
     EVENT_TIMEOUT,
-    FlowServiceRunTrigger,
-    is_transient,
+    apply_outcome,
+    as_summary,
+    format_summary,
 )
+from airflow_provider_flowservice.retry import is_transient
 from airflow_provider_flowservice.version_compat import (
     AirflowFailException,
     AirflowSkipException,
@@ -178,6 +179,10 @@ class FlowServiceRunSensor(BaseSensorOperator):
         if run is not None and run.status.is_terminal:
             return self._complete(run)
         self.log.info("Deferring: the triggerer polls flow run %s until it ends.", run_id)
+        # Imported here, not at module level: it pulls in airflow.triggers.base, which a DAG
+        # file being parsed does not need.
+        from airflow_provider_flowservice.triggers.flow_service import FlowServiceRunTrigger
+
         self.defer(
             trigger=FlowServiceRunTrigger(
                 run_id=run_id,

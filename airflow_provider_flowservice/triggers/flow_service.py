@@ -15,17 +15,12 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_flowservice.exceptions import (
-    FlowServiceApiError,
-    FlowServiceAuthError,
-    FlowServiceRetryError,
-)
 from airflow_provider_flowservice.models import FlowRun
 
-#: Event ``status`` values.
-EVENT_TERMINAL = "terminal"
-EVENT_TIMEOUT = "timeout"
-EVENT_ERROR = "error"
+# The event ``status`` values and is_transient live in cheap modules, so the operator and sensor
+# need not import this one (and airflow.triggers.base) while a DAG file is parsed; see __all__.
+from airflow_provider_flowservice.outcome import EVENT_ERROR, EVENT_TERMINAL, EVENT_TIMEOUT
+from airflow_provider_flowservice.retry import is_transient
 
 #: A poll request may run at least this long even when the deadline is nearer (one last look).
 MIN_REQUEST_SECONDS = 5.0
@@ -33,27 +28,6 @@ MIN_REQUEST_SECONDS = 5.0
 
 def _utc(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for errors worth polling through: retry budget spent, 429, 5xx, timeouts, connection errors.
-
-    Auth errors, 404 and other 4xx are not transient: polling again cannot fix them.
-    """
-    if isinstance(exc, FlowServiceRetryError):
-        return True
-    if isinstance(exc, FlowServiceAuthError):
-        return False
-    if isinstance(exc, FlowServiceApiError):
-        code = exc.status_code
-        return code is None or code == 429 or code >= 500
-    if isinstance(exc, OSError):  # includes TimeoutError and ConnectionError
-        return True
-    try:
-        import httpx
-    except ImportError:  # pragma: no cover - httpx is a dependency
-        return False
-    return isinstance(exc, httpx.TransportError)
 
 
 class FlowServiceRunTrigger(BaseTrigger):
@@ -212,3 +186,13 @@ class FlowServiceRunTrigger(BaseTrigger):
                 self.log.warning("%s", message)
                 return EVENT_TIMEOUT, last, message
             await asyncio.sleep(min(self.poll_interval, remaining))
+
+
+__all__ = [
+    "EVENT_ERROR",
+    "EVENT_TERMINAL",
+    "EVENT_TIMEOUT",
+    "MIN_REQUEST_SECONDS",
+    "FlowServiceRunTrigger",
+    "is_transient",
+]

@@ -782,3 +782,15 @@ def test_newest_first_puts_runs_without_created_at_last() -> None:
         FlowRun.from_api({"id": i, "createdAt": c}) for i, c in [("a", 1), ("b", None), ("c", 3), ("d", 2)]
     ]
     assert [r.id for r in newest_first(runs)] == ["c", "d", "a", "b"]
+
+
+def test_refused_create_names_the_values_that_were_sent(em: FlowServiceEmulator, hook: FlowServiceHook) -> None:
+    """Adobe's wording may not name the refused value; the error names what was sent."""
+    file_flow = em.add_flow(kind="file")
+    with pytest.raises(FlowServiceApiError) as caught:
+        hook.create_run(file_flow, W_START, W_END, delta_column="DOB")
+    message = str(caught.value)
+    assert caught.value.status_code == 400
+    assert f"flow_id {file_flow}" in message
+    assert f"[{W_START}, {W_END})" in message
+    assert "deltaColumn 'DOB'" in message

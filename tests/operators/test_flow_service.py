@@ -235,6 +235,20 @@ def test_invalid_inputs_send_nothing(emu, kwargs, expected):
     assert emu.requests == []  # not even a token request
 
 
+def test_invalid_input_fails_without_using_retries(emu):
+    """The same input would fail the same way: no retry is spent on it (the failure callback ran)."""
+    from datetime import timedelta
+
+    emu.add_flow()
+    result = run_dag(
+        make_dag(flow_id="not-a-uuid", retries=3, retry_delay=timedelta(seconds=0)), logical_date=LOGICAL
+    )
+    assert result.states == {"run": "failed"}  # not up_for_retry
+    assert isinstance(result.errors["run"], FlowServiceConfigError)
+    assert result.task_instances["run"].try_number == 1
+    assert emu.requests == []
+
+
 def test_zero_length_data_interval_explains_the_fix(emu):
     flow = emu.add_flow()
     result = run_dag(make_dag(schedule=None, flow_id=flow), logical_date=LOGICAL)

@@ -1,4 +1,4 @@
-"""Every row of docs/bad-input.md, run for real: what the user did -> the message they see.
+"""Every row of the README's "Errors and their fixes" table, run for real: what the user did -> the message they see.
 
 Each case runs the operator (or the sensor) against the emulator with one bad input and checks
 that the message names the bad value and the fix, that input caught before sending sent nothing
@@ -42,7 +42,8 @@ from tests.reliability._support import (
 
 pytestmark = pytest.mark.timeout(60)
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "bad-input.md"
+DOC = Path(__file__).resolve().parents[2] / "README.md"
+DOC_SECTION = "## Errors and their fixes"
 UNKNOWN_FLOW = "0b7a3f4e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
 
 
@@ -50,7 +51,7 @@ UNKNOWN_FLOW = "0b7a3f4e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
 class Case:
     """One row: how to provoke it, what must be in the message, and whether it is caught before sending."""
 
-    row: str  # the "what the user did" cell of docs/bad-input.md
+    row: str  # the "what the user did" cell of the README's errors table
     error: type[BaseException]
     names: list[str]  # the bad value, as the message shows it
     fix: list[str]  # the fix, as the message says it
@@ -181,9 +182,10 @@ CASES: dict[str, Case] = {
 
 
 def doc_rows() -> dict[str, list[str]]:
-    """The table of docs/bad-input.md: first cell -> all cells."""
+    """The table of the README's errors section: first cell -> all cells."""
     rows: dict[str, list[str]] = {}
-    for line in DOC.read_text().splitlines():
+    section = DOC.read_text().split(DOC_SECTION, 1)[1].split("\n## ", 1)[0]
+    for line in section.splitlines():
         if not line.startswith("|") or set(line) <= {"|", "-", " ", ":"}:
             continue
         cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
@@ -221,10 +223,10 @@ def test_bad_input_row(key: str, emu: FlowServiceEmulator, define_conn: Callable
         assert len(posts(emu)) <= 1  # refused once, not retried
     # the document shows what the code says, and says whether it is caught before sending
     row = doc_rows().get(case.row)
-    assert row is not None, f"docs/bad-input.md has no row {case.row!r}"
+    assert row is not None, f"the README's errors table has no row {case.row!r}"
     _, shown, fix, before = row[:4]
     for piece in shown_pieces(shown):
-        assert piece in message, f"docs/bad-input.md shows {piece!r}, the code says {message!r}"
+        assert piece in message, f"the README's errors table shows {piece!r}, the code says {message!r}"
     assert fix
     assert before.lower().startswith("yes" if case.pre_send else "no"), before
 

@@ -84,13 +84,21 @@ def test_fault_on_create_deferrable(emu: FlowServiceEmulator, fault: str) -> Non
     assert_one_successful_run(emu, flow, done.result)
 
 
-def test_create_fails_twice_in_a_row_then_succeeds(emu: FlowServiceEmulator) -> None:
-    """Two ambiguous failures back to back (created-but-unanswered, then 503 on the look-up)."""
+def test_adoption_lookup_failing_too(emu: FlowServiceEmulator) -> None:
+    """Created-but-unanswered POST, then a 503 on the look-up that checks for it: still one run.
+
+    (``reuse_existing_run=False`` skips the operator's own look-up before creating, so the 503 hits
+    the hook's adoption look-up.)
+    """
     flow = emu.add_flow()
     emu.inject("drop_after_create", method="POST")
     emu.inject("503", method="GET", path="/flowservice/runs")
-    done = execute(make_op(flow), context_for(first_try()))
+    done = execute(make_op(flow, reuse_existing_run=False), context_for(first_try()))
     assert_one_successful_run(emu, flow, done.result)
+    sequence = [(r.method, r.path.rsplit("/", 1)[-1], r.fault) for r in emu.requests if "/ims/" not in r.path]
+    assert sequence[:3] == [
+        ("POST", "runs", "drop_after_create"), ("GET", "runs", "503"), ("GET", "runs", None),
+    ]
     assert len(posts(emu)) == 1
 
 

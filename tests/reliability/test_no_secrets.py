@@ -308,10 +308,11 @@ class RecordingServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, host: str, location: str | None = None) -> None:
+    def __init__(self, host: str, location: str | None = None, status: int = 307) -> None:
         super().__init__((host, 0), Recorder)
         self.hits: list[dict[str, Any]] = []
         self.location = location
+        self.status = status
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -327,7 +328,7 @@ class Recorder(BaseHTTPRequestHandler):
             {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
         )
         location = self.server.location
-        self.send_response(307 if location else 200)
+        self.send_response(self.server.status if location else 200)
         if location:
             self.send_header("Location", location + self.path)
         payload = b"" if location else b"{}"
@@ -346,8 +347,8 @@ class Recorder(BaseHTTPRequestHandler):
 def http_server() -> Iterator[Callable[..., RecordingServer]]:
     servers: list[RecordingServer] = []
 
-    def start(host: str = "127.0.0.1", location: str | None = None) -> RecordingServer:
-        server = RecordingServer(host, location)
+    def start(host: str = "127.0.0.1", location: str | None = None, status: int = 307) -> RecordingServer:
+        server = RecordingServer(host, location, status)
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(server)
         return server
@@ -358,16 +359,18 @@ def http_server() -> Iterator[Callable[..., RecordingServer]]:
         server.server_close()
 
 
+@pytest.mark.parametrize("status", [302, 307])
 def test_redirects_are_refused_and_credentials_stay_home(
-    emu: FlowServiceEmulator, define_conn: Callable[..., str], http_server: Callable[..., RecordingServer]
+    emu: FlowServiceEmulator, define_conn: Callable[..., str], http_server: Callable[..., RecordingServer],
+    status: int,
 ) -> None:
     elsewhere = http_server("127.0.0.2")
     other = f"http://127.0.0.2:{elsewhere.server_address[1]}"
-    redirector = http_server(location=other)
+    redirector = http_server(location=other, status=status)
     conn = define_conn("aep_redirect", host=f"http://127.0.0.1:{redirector.server_address[1]}")
     flow = emu.add_flow()
 
-    with pytest.raises(FlowServiceApiError) as on_create:  # POST /runs answered 307
+    with pytest.raises(FlowServiceApiError) as on_create:  # POST /runs answered with a redirect
         FlowServiceHook(conn, retry=FAST).create_run(flow, JAN1, JAN2)
     done = execute(make_op(flow, flow_service_conn_id=conn), context_for(first_try()), raise_error=False)
 
@@ -377,13 +380,13 @@ def test_redirects_are_refused_and_credentials_stay_home(
 
     import asyncio
 
-    with pytest.raises(FlowServiceApiError) as on_poll:  # the trigger's GET answered 307
+    with pytest.raises(FlowServiceApiError) as on_poll:  # the trigger's GET answered with a redirect
         asyncio.run(poll())
 
     for error in (on_create.value, done.error, on_poll.value):
         assert isinstance(error, FlowServiceApiError), error
         message = str(error)
-        assert "HTTP 307" in message and f"127.0.0.2:{elsewhere.server_address[1]}" in message
+        assert f"HTTP {status}" in message and f"127.0.0.2:{elsewhere.server_address[1]}" in message
         assert "not followed" in message
         assert leaks(message, [SECRET, *emu.tokens_issued]) == []
     assert len(redirector.hits) == 3  # one request each: a redirect is not retried either
