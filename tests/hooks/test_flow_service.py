@@ -784,7 +784,9 @@ def test_newest_first_puts_runs_without_created_at_last() -> None:
     assert [r.id for r in newest_first(runs)] == ["c", "d", "a", "b"]
 
 
-def test_refused_create_names_the_values_that_were_sent(em: FlowServiceEmulator, hook: FlowServiceHook) -> None:
+def test_refused_create_names_the_values_that_were_sent(
+    em: FlowServiceEmulator, hook: FlowServiceHook
+) -> None:
     """Adobe's wording may not name the refused value; the error names what was sent."""
     file_flow = em.add_flow(kind="file")
     with pytest.raises(FlowServiceApiError) as caught:

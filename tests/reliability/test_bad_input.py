@@ -1,4 +1,6 @@
-"""Every row of the README's "Errors and their fixes" table, run for real: what the user did -> the message they see.
+"""Every row of the README's "Errors and their fixes" table, run for real.
+
+What the user did -> the message they see.
 
 Each case runs the operator (or the sensor) against the emulator with one bad input and checks
 that the message names the bad value and the fix, that input caught before sending sent nothing
