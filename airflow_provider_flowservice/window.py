@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow_provider_flowservice.exceptions import FlowServiceConfigError
@@ -229,3 +229,13 @@ def validate_start_time(start_time: Any) -> int | None:
     if start_time is None:
         return None
     return to_unix_seconds(start_time, "start_time")
+
+
+def validate_duration(value: float | timedelta, name: str) -> float:
+    """A positive duration (seconds or ``timedelta``) as seconds, e.g. ``poll_interval`` or ``timeout``."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+        raise FlowServiceConfigError(
+            f"{name} {value!r} must be a positive number of seconds or a timedelta, e.g. {name}=60."
+        )
+    return float(seconds)

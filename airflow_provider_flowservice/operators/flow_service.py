@@ -16,7 +16,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_flowservice.exceptions import (
-    FlowServiceConfigError,
     FlowServiceError,
     FlowServiceTimeoutError,
 )
@@ -36,6 +35,7 @@ from airflow_provider_flowservice.window import (
     iso_utc,
     resolve_window_from_context,
     validate_delta_column,
+    validate_duration,
     validate_flow_id,
     validate_start_time,
 )
@@ -68,15 +68,6 @@ class _RunRequest:
     window: Window
     delta_column: str | None
     start_time: int | None
-
-
-def _seconds(value: float | timedelta, name: str) -> float:
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
-        raise FlowServiceConfigError(
-            f"{name} {value!r} must be a positive number of seconds or a timedelta, e.g. {name}=60."
-        )
-    return float(seconds)
 
 
 class FlowServiceCreateRunOperator(BaseOperator):
@@ -133,10 +124,10 @@ class FlowServiceCreateRunOperator(BaseOperator):
         self.start_time = start_time
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
-        self.poll_interval = _seconds(poll_interval, "poll_interval")
+        self.poll_interval = validate_duration(poll_interval, "poll_interval")
         self.timeout = timeout
         if timeout is not None:
-            _seconds(timeout, "timeout")
+            validate_duration(timeout, "timeout")
         self.allow_partial_success = allow_partial_success
         self.reuse_existing_run = reuse_existing_run
         self.flow_service_conn_id = flow_service_conn_id
@@ -154,9 +145,9 @@ class FlowServiceCreateRunOperator(BaseOperator):
     def timeout_seconds(self) -> float:
         """The longest wait: ``timeout``, else ``execution_timeout``, else 24 h."""
         if self.timeout is not None:
-            return _seconds(self.timeout, "timeout")
+            return validate_duration(self.timeout, "timeout")
         if self.execution_timeout:
-            return _seconds(self.execution_timeout, "execution_timeout")
+            return validate_duration(self.execution_timeout, "execution_timeout")
         return DEFAULT_TIMEOUT_SECONDS
 
     # ----------------------------------------------------------------- execute

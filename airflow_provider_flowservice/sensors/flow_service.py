@@ -37,6 +37,7 @@ from airflow_provider_flowservice.version_compat import (
     BaseSensorOperator,
     conf,
 )
+from airflow_provider_flowservice.window import validate_duration
 
 if TYPE_CHECKING:
     from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
@@ -56,15 +57,6 @@ class FlowServiceRunOutcomeError(FlowServiceRunError, AirflowFailException):
     A finished run never changes, so the sensor fails without retries (``AirflowFailException``);
     it is still a :class:`FlowServiceRunError` with the run id, status and errors.
     """
-
-
-def _seconds(value: float | timedelta, name: str) -> float:
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
-        raise FlowServiceConfigError(
-            f"{name} {value!r} must be a positive number of seconds or a timedelta, e.g. {name}=60."
-        )
-    return float(seconds)
 
 
 class FlowServiceRunSensor(BaseSensorOperator):
@@ -108,7 +100,7 @@ class FlowServiceRunSensor(BaseSensorOperator):
                     f"Both poll_interval={poll_interval!r} and poke_interval={kwargs['poke_interval']!r} "
                     "were given to FlowServiceRunSensor; they are the same setting: pass only poll_interval."
                 )
-            kwargs["poke_interval"] = _seconds(poll_interval, "poll_interval")
+            kwargs["poke_interval"] = validate_duration(poll_interval, "poll_interval")
         elif kwargs.get("poke_interval") is None:
             kwargs["poke_interval"] = DEFAULT_POLL_INTERVAL
         super().__init__(**kwargs)
