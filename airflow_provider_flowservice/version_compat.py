@@ -8,17 +8,20 @@ module re-exports from it and only adds what it does not cover.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from airflow import __version__ as _airflow_version
 from airflow.providers.common.compat.sdk import (
     AirflowException,
     AirflowFailException,
+    AirflowSensorTimeout,
     AirflowSkipException,
     BaseHook,
     BaseOperator,
     BaseOperatorLink,
     BaseSensorOperator,
     Context,
+    PokeReturnValue,
     XCom,
     conf,
     mask_secret,
@@ -37,19 +40,27 @@ try:
 except ImportError:  # Airflow < 3.3
     TASK_STATE_NEVER_EXPIRE = None
 
+def get_task_state_store(context: Context) -> Any | None:
+    """The task's durable state across tries (Airflow 3.3+), or None where Airflow has none."""
+    return context.get("task_state_store") if AIRFLOW_V_3_3_PLUS else None
+
+
 __all__ = [
     "AIRFLOW_V_3_0_PLUS",
     "AIRFLOW_V_3_3_PLUS",
     "TASK_STATE_NEVER_EXPIRE",
     "AirflowException",
     "AirflowFailException",
+    "AirflowSensorTimeout",
     "AirflowSkipException",
     "BaseHook",
     "BaseOperator",
     "BaseOperatorLink",
     "BaseSensorOperator",
     "Context",
+    "PokeReturnValue",
     "XCom",
     "conf",
+    "get_task_state_store",
     "mask_secret",
 ]

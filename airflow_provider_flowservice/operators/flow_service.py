@@ -25,10 +25,10 @@ from airflow_provider_flowservice.outcome import EVENT_TERMINAL, EVENT_TIMEOUT, 
 from airflow_provider_flowservice.retry import is_transient
 from airflow_provider_flowservice.status import FlowRunStatus, RunState
 from airflow_provider_flowservice.version_compat import (
-    AIRFLOW_V_3_3_PLUS,
     TASK_STATE_NEVER_EXPIRE,
     BaseOperator,
     conf,
+    get_task_state_store,
 )
 from airflow_provider_flowservice.window import (
     Window,
@@ -298,7 +298,7 @@ class FlowServiceCreateRunOperator(BaseOperator):
         retry = ti is not None and is_automatic_retry(
             int(ti.try_number or 1), int(ti.max_tries or 0), int(self.retries or 0)
         )
-        store = context.get("task_state_store") if AIRFLOW_V_3_3_PLUS else None
+        store = get_task_state_store(context)
 
         if retry and store is not None:
             stored = self._read_store(store)
@@ -384,7 +384,7 @@ class FlowServiceCreateRunOperator(BaseOperator):
         else:
             self.log.info("Created flow run %s.", created.run_id)
         if self.reuse_existing_run:
-            store = context.get("task_state_store") if AIRFLOW_V_3_3_PLUS else None
+            store = get_task_state_store(context)
             self._write_store(store, created.run_id, flow_id, window)
         return created.run_id
 

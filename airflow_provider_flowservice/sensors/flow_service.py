@@ -15,8 +15,6 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow.providers.common.compat.sdk import AirflowSensorTimeout, PokeReturnValue
-
 from airflow_provider_flowservice.exceptions import (
     FlowServiceConfigError,
     FlowServiceError,
@@ -33,8 +31,10 @@ from airflow_provider_flowservice.outcome import (
 from airflow_provider_flowservice.retry import is_transient
 from airflow_provider_flowservice.version_compat import (
     AirflowFailException,
+    AirflowSensorTimeout,
     AirflowSkipException,
     BaseSensorOperator,
+    PokeReturnValue,
     conf,
 )
 from airflow_provider_flowservice.window import validate_duration
