@@ -226,8 +226,9 @@ class _Wait:
     A plain callable (tenacity accepts one as ``wait``), so this module needs no tenacity import.
     """
 
-    def __init__(self, policy: RetryPolicy) -> None:
+    def __init__(self, policy: RetryPolicy, started: float) -> None:
         self.policy = policy
+        self.started = started
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
@@ -235,12 +236,19 @@ class _Wait:
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             delay = float(retry_after)
-        remaining = self.policy.max_total_seconds - (retry_state.seconds_since_start or 0.0)
+        remaining = self.policy.max_total_seconds - (time.monotonic() - self.started)
         return max(0.0, min(delay, self.policy.max_backoff, remaining))
 
 
-def _tenacity_kwargs(policy: RetryPolicy, method: str, path: str) -> dict[str, Any]:
+def _tenacity_kwargs(policy: RetryPolicy, method: str, path: str, started: float) -> dict[str, Any]:
+    """Retry settings; the time budget counts from ``started`` (the first attempt)."""
     import tenacity
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        return (
+            state.attempt_number >= policy.max_attempts
+            or time.monotonic() - started >= policy.max_total_seconds
+        )
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -256,9 +264,8 @@ def _tenacity_kwargs(policy: RetryPolicy, method: str, path: str) -> dict[str, A
         )
 
     return {
-        "stop": tenacity.stop_after_attempt(policy.max_attempts)
-        | tenacity.stop_after_delay(policy.max_total_seconds),
-        "wait": _Wait(policy),
+        "stop": stop,
+        "wait": _Wait(policy, started),
         "retry": tenacity.retry_if_exception_type(TransientFailure),
         "before_sleep": before_sleep,
         "reraise": True,
@@ -297,7 +304,7 @@ def call_with_retry(policy: RetryPolicy, attempt: Callable[[], T], *, method: st
     import tenacity
 
     started = time.monotonic()
-    retrying = tenacity.Retrying(sleep=time.sleep, **_tenacity_kwargs(policy, method, path))
+    retrying = tenacity.Retrying(sleep=time.sleep, **_tenacity_kwargs(policy, method, path, started))
     try:
         return retrying(attempt)
     except TransientFailure as last:
@@ -308,13 +315,28 @@ def call_with_retry(policy: RetryPolicy, attempt: Callable[[], T], *, method: st
 async def acall_with_retry(
     policy: RetryPolicy, attempt: Callable[[], Awaitable[T]], *, method: str, path: str
 ) -> T:
-    """Async twin of :func:`call_with_retry`; waits with ``asyncio.sleep``, never blocks the loop."""
+    """Async twin of :func:`call_with_retry`; waits with ``asyncio.sleep``, never blocks the loop.
+
+    The first attempt runs without tenacity: nearly every call succeeds at once, and a triggerer
+    makes thousands of them. A transient failure brings in tenacity, which replays that failure as
+    its own first attempt, so waits, log lines and the time budget are the same as without the
+    shortcut.
+    """
+    started = time.monotonic()
+    try:
+        return await attempt()
+    except TransientFailure as exc:
+        first: TransientFailure | None = exc
+
     import tenacity
 
-    started = time.monotonic()
-    retrying = tenacity.AsyncRetrying(sleep=asyncio.sleep, **_tenacity_kwargs(policy, method, path))
+    retrying = tenacity.AsyncRetrying(sleep=asyncio.sleep, **_tenacity_kwargs(policy, method, path, started))
 
     async def call() -> T:  # a real coroutine function, whatever callable ``attempt`` is
+        nonlocal first
+        if first is not None:
+            failure, first = first, None
+            raise failure
         return await attempt()
 
     try:

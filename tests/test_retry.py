@@ -198,6 +198,53 @@ async def test_async_final_failure() -> None:
         await acall_with_retry(TINY, attempt, method="GET", path="/runs/1")
 
 
+async def test_async_retry_after_a_first_failure_is_the_same_as_without_the_fast_path(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The first attempt runs without tenacity; its failure still counts as attempt 1 everywhere."""
+    calls = 0
+
+    async def attempt() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise TransientFailure("HTTP 503", status_code=503, retry_after=0.05)
+        return "ok"
+
+    caplog.set_level("WARNING", logger="airflow_provider_flowservice.retry")
+    started = time.monotonic()
+    assert await acall_with_retry(TINY, attempt, method="GET", path="/runs/1") == "ok"
+    assert calls == 2
+    assert time.monotonic() - started >= 0.015  # waited (Retry-After, capped by max_backoff 0.02)
+    assert "GET /runs/1 attempt 1/4 failed (HTTP 503); retrying in 0.02 s" in caplog.text
+
+
+async def test_async_first_attempt_counts_toward_the_time_budget() -> None:
+    calls = 0
+
+    async def attempt() -> None:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.3)
+        raise TransientFailure("read timeout")
+
+    policy = RetryPolicy(max_attempts=10, initial_backoff=0.01, max_backoff=0.01, max_total_seconds=0.35)
+    with pytest.raises(FlowServiceRetryError, match="after 2 attempt"):
+        await acall_with_retry(policy, attempt, method="GET", path="/runs/1")
+    assert calls == 2  # 0.3 s + a wait + 0.3 s: the budget of 0.35 s is spent (a third would start late)
+
+
+async def test_async_single_attempt_policy_gives_up_at_once() -> None:
+    async def attempt() -> None:
+        raise TransientFailure("HTTP 502", status_code=502)
+
+    one = RetryPolicy(max_attempts=1, initial_backoff=5, max_backoff=5, max_total_seconds=60)
+    started = time.monotonic()
+    with pytest.raises(FlowServiceRetryError, match="after 1 attempt") as info:
+        await acall_with_retry(one, attempt, method="GET", path="/runs/1")
+    assert time.monotonic() - started < 1 and info.value.status_code == 502
+
+
 # ---------------------------------------------------------------- real network errors
 
 

@@ -61,6 +61,8 @@ if TYPE_CHECKING:
     import httpx
     import requests
 
+    from airflow_provider_flowservice.hooks._async_clients import SharedClients
+
 log = logging.getLogger(__name__)
 
 CLOCK_SKEW_SECONDS = 120
@@ -424,7 +426,8 @@ class FlowServiceAsyncHook:
         self.retry_policy = RetryPolicy.coerce(retry)
         self._settings: FlowServiceConnectionSettings | None = None
         self._tokens: TokenProvider | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: SharedClients | None = None
+        self._parsed: tuple[str, httpx.URL] | None = None
 
     async def get_settings(self) -> FlowServiceConnectionSettings:
         """The validated connection, read once without blocking the loop."""
@@ -434,7 +437,7 @@ class FlowServiceAsyncHook:
             self._tokens = TokenProvider(self._settings, self.retry_policy)
         return self._settings
 
-    async def _get_client(self) -> httpx.AsyncClient:
+    async def _get_client(self) -> SharedClients:
         if self._client is None:
             from airflow_provider_flowservice.hooks import _async_clients
 
@@ -452,11 +455,13 @@ class FlowServiceAsyncHook:
         import httpx
 
         s = await self.get_settings()
-        client = await self._get_client()
+        shared = await self._get_client()
+        if self._parsed is None or self._parsed[0] != url:  # a trigger polls one URL all its life
+            self._parsed = (url, httpx.URL(url))
         try:
-            return await client.request(
+            return await shared.request(
                 method,
-                url,
+                self._parsed[1],
                 params=params,
                 json=body,
                 headers=request_headers(s, token, has_body=body is not None),
@@ -468,20 +473,30 @@ class FlowServiceAsyncHook:
                 raise failure from None
             raise transport_error(s, method, path, exc) from None
 
+    async def _token(self) -> str:
+        """The access token: the connection's own, the cached one, or a new one from IMS."""
+        tokens = self._tokens
+        assert tokens is not None
+        if tokens.settings.access_token:  # a static token: no IMS
+            return tokens.settings.access_token
+        cached = tokens.cache.peek(tokens.key)
+        if cached is not None:
+            return cached.value
+        return await tokens.aget((await self._get_client()).token_client)
+
     async def _send_once(self, method: str, path: str, *, params: Any = None, url: str | None = None) -> Any:
         s = await self.get_settings()
-        client = await self._get_client()
         tokens = self._tokens
         assert tokens is not None
         target = url or s.api_url + path
-        token = await tokens.aget(client)
+        token = await self._token()
         resp = await self._http(method, target, path, token, params=params, body=None)
         if resp.status_code == 401:
             error = parse_error_response(resp, method, path)
             if tokens.static or not tokens.is_token_refusal(error):
                 raise tokens.refused_error(error)
             tokens.invalidate(token)
-            token = await tokens.aget(client)
+            token = await self._token()
             resp = await self._http(method, target, path, token, params=params, body=None)
             if resp.status_code == 401:
                 raise tokens.refused_error(parse_error_response(resp, method, path))

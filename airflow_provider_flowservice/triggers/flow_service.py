@@ -9,7 +9,9 @@ restart resumes polling the same run, and it fires exactly one event.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+import zlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -46,7 +48,8 @@ class FlowServiceRunTrigger(BaseTrigger):
 
     :param run_id: the flow run to watch.
     :param flow_service_conn_id: Airflow connection id (only the id travels; never a secret).
-    :param poll_interval: seconds between polls.
+    :param poll_interval: seconds between polls. Each trigger polls at its own offset within the
+        interval (derived from the run id), so triggers started together do not poll together.
     :param end_time: deadline as unix epoch seconds; a ``timeout`` event fires once it passes.
     :param retry: ``RetryPolicy.to_dict()`` for the async hook; None = the hook's default.
     :param flow_id: the dataflow id, for messages only.
@@ -102,6 +105,21 @@ class FlowServiceRunTrigger(BaseTrigger):
             }
         )
 
+    def _first_poll_delay(self) -> float:
+        """This trigger's offset within the poll interval, in [0, poll_interval).
+
+        A triggerer (re)start starts every trigger in the same tick; polling all of them at once
+        would stall its event loop. Derived from the run id: spread like random, but reproducible.
+        """
+        return self.poll_interval * zlib.crc32(self.run_id.encode()) / 2**32
+
+    def _next_poll(self, scheduled: float, now: float) -> float:
+        """The next tick of this trigger's steady cadence that is still ahead (a slow poll skips ticks)."""
+        following = scheduled + self.poll_interval
+        if following < now and self.poll_interval > 0:
+            following += math.ceil((now - following) / self.poll_interval) * self.poll_interval
+        return following
+
     def _what(self) -> str:
         return f"flow run {self.run_id}" + (f" (flow {self.flow_id})" if self.flow_id else "")
 
@@ -128,13 +146,6 @@ class FlowServiceRunTrigger(BaseTrigger):
             yield self._event(EVENT_ERROR, None, message)
             return
         try:
-            self.log.info(
-                "Waiting for %s: polling every %s s until %s (unix %s).",
-                self._what(),
-                self.poll_interval,
-                _utc(self.end_time),
-                int(self.end_time),
-            )
             status, last, message = await self._wait(hook)
         except asyncio.CancelledError:
             self.log.info(
@@ -150,12 +161,21 @@ class FlowServiceRunTrigger(BaseTrigger):
         """The polling loop: returns (event status, last run seen, message)."""
         last: FlowRun | None = None
         polls = 0
+        next_poll = time.monotonic() + self._first_poll_delay()
+        # Everything, this log line included, waits for the offset: a triggerer (re)start runs
+        # every trigger up to here in one tick, and that tick must stay short.
+        await self._sleep_until(next_poll)
+        self.log.info(
+            "Waiting for %s: polling every %s s until %s (unix %s).",
+            self._what(),
+            self.poll_interval,
+            _utc(self.end_time),
+            int(self.end_time),
+        )
         while True:
-            remaining = self.end_time - time.time()
             try:
-                run = await asyncio.wait_for(
-                    hook.get_run(self.run_id), timeout=max(remaining, MIN_REQUEST_SECONDS)
-                )
+                async with asyncio.timeout(max(self.end_time - time.time(), MIN_REQUEST_SECONDS)):
+                    run = await hook.get_run(self.run_id)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -180,12 +200,16 @@ class FlowServiceRunTrigger(BaseTrigger):
                         run,
                         f"Flow run {self.run_id} ended with status {run.raw_status!r}.",
                     )
-            remaining = self.end_time - time.time()
-            if remaining <= 0:
+            if self.end_time - time.time() <= 0:
                 message = self._timeout_message(polls, last)
                 self.log.warning("%s", message)
                 return EVENT_TIMEOUT, last, message
-            await asyncio.sleep(min(self.poll_interval, remaining))
+            next_poll = self._next_poll(next_poll, time.monotonic())
+            await self._sleep_until(next_poll)
+
+    async def _sleep_until(self, when: float) -> None:
+        """Sleep until ``when`` (monotonic clock), or until the deadline if that comes first."""
+        await asyncio.sleep(max(0.0, min(when - time.monotonic(), self.end_time - time.time())))
 
 
 __all__ = [

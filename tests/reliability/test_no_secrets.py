@@ -502,11 +502,10 @@ def test_tls_verification_is_on_by_default(
 async def test_async_client_verifies_tls_by_default(emu: FlowServiceEmulator) -> None:
     hook = FlowServiceAsyncHook(retry=FAST)
     try:
-        client = await hook._get_client()
-        pool = client._transport._pool  # type: ignore[attr-defined]
-        context = pool._ssl_context
+        shared = await hook._get_client()  # lanes are transports: they never follow redirects
+        context = shared.ssl_context
         assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname is True
-        assert client.follow_redirects is False
+        assert shared.token_client.follow_redirects is False
     finally:
         await hook.aclose()
     sync = FlowServiceHook()

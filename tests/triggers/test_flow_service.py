@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import itertools
 import json
 import logging
 import time
@@ -45,6 +46,10 @@ async def collect(trigger: FlowServiceRunTrigger, limit: float = 20.0) -> list:
 
 def gets_of(emulator, run_id: str) -> int:
     return sum(1 for r in emulator.requests if r.method == "GET" and r.path.endswith(f"/runs/{run_id}"))
+
+
+def poll_times(emulator, run_id: str) -> list[float]:
+    return [r.time for r in emulator.requests if r.method == "GET" and r.path.endswith(f"/runs/{run_id}")]
 
 
 def posts_of(emulator) -> int:
@@ -303,3 +308,50 @@ async def test_never_blocks_the_event_loop(emu):
     assert time.monotonic() - started >= 1.5  # the slow answers really were slow
     assert len(lags) > 50
     assert max(lags) < 0.15, f"event loop stalled for {max(lags):.3f} s"
+
+
+# ------------------------------------------------ schedule: first polls spread, then a steady cadence
+
+
+def test_first_poll_offset_is_stable_per_run_and_spread_over_the_interval():
+    offsets = [FlowServiceRunTrigger(f"run-{i}", poll_interval=30)._first_poll_delay() for i in range(200)]
+    assert all(0 <= o < 30 for o in offsets)
+    assert max(offsets) - min(offsets) > 25  # spread over the interval, not bunched
+    rebuilt = FlowServiceRunTrigger("run-7", poll_interval=30)  # e.g. after a triggerer restart
+    assert rebuilt._first_poll_delay() == offsets[7]
+
+
+def test_next_poll_keeps_the_cadence_and_skips_missed_ticks():
+    trigger = FlowServiceRunTrigger("r", poll_interval=10)
+    assert trigger._next_poll(100.0, 101.0) == 110.0  # a quick poll: the next tick
+    assert trigger._next_poll(100.0, 109.9) == 110.0
+    assert trigger._next_poll(100.0, 125.0) == 130.0  # a 25 s poll skips two ticks and keeps the phase
+
+
+async def test_triggers_started_together_spread_their_first_polls(emu):
+    """A triggerer restart starts every trigger in one tick; their first polls must not all follow."""
+    flow = emu.add_flow(polls_to_finish=0)
+    hook = FlowServiceHook(retry=FAST_RETRY)
+    run_ids = [hook.create_run(flow, WINDOW[0] + 60 * i, WINDOW[0] + 60 * i + 30).run_id for i in range(12)]
+    interval = 0.8
+    triggers = [make_trigger(run_id, poll_interval=interval) for run_id in run_ids]
+    started = time.time()
+    results = await asyncio.gather(*(collect(t) for t in triggers))
+    assert all(event.payload["status"] == "terminal" for (event,) in results)
+    firsts = [min(poll_times(emu, run_id)) - started for run_id in run_ids]
+    assert max(firsts) - min(firsts) > interval / 3, f"first polls bunched: {sorted(firsts)}"
+    for trigger, first in zip(triggers, firsts, strict=True):
+        assert abs(first - trigger._first_poll_delay()) < 0.3, (first, trigger._first_poll_delay())
+
+
+async def test_slow_answers_do_not_stretch_the_poll_cadence(emu):
+    flow = emu.add_flow(polls_to_finish=3)
+    run_id = create_run(emu, flow)
+    emu.inject("slow", path=f"/runs/{run_id}", delay=0.3, times=4)
+    (event,) = await collect(make_trigger(run_id, poll_interval=0.5))
+    assert event.payload["run_status"] == "success"
+    times = poll_times(emu, run_id)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert len(times) == 4
+    # one interval between poll starts, not interval + answer time (0.8 s)
+    assert all(0.35 < gap < 0.7 for gap in gaps), gaps
