@@ -29,6 +29,7 @@ from airflow_provider_flowservice.operators.flow_service import (
 from airflow_provider_flowservice.retry import RetryPolicy
 from airflow_provider_flowservice.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_3_PLUS
 from tests.e2e.harness import record_failure, run_dag
+from tests.helpers import LogText
 
 if AIRFLOW_V_3_0_PLUS:
     from airflow.sdk import DAG
@@ -46,19 +47,6 @@ JAN1 = 1704067200
 JAN2 = JAN1 + 86400
 LOGICAL = pendulum.datetime(2024, 1, 2, tz="UTC")  # daily data interval: 2024-01-01 -> 2024-01-02
 FAST = RetryPolicy(max_attempts=2, initial_backoff=0.01, max_backoff=0.02, max_total_seconds=2.0)
-
-
-class LogText(str):
-    """Log text from logging (caplog) and from the captured output, which may both hold a line."""
-
-    def __new__(cls, logged: str, printed: str) -> LogText:
-        text = super().__new__(cls, logged + "\n" + printed)
-        text.sources = (logged, printed)
-        return text
-
-    def count(self, sub: str, *args: object) -> int:  # type: ignore[override]
-        """Occurrences in the source that has the most (a line echoed to both counts once)."""
-        return max(source.count(sub) for source in self.sources)
 
 
 @pytest.fixture

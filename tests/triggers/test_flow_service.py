@@ -16,6 +16,7 @@ from airflow_provider_flowservice.hooks.flow_service import FlowServiceAsyncHook
 from airflow_provider_flowservice.outcome import apply_outcome
 from airflow_provider_flowservice.retry import RetryPolicy
 from airflow_provider_flowservice.triggers.flow_service import FlowServiceRunTrigger
+from tests.helpers import LogText
 
 WINDOW = (1704067200, 1704153600)
 FAST_RETRY = RetryPolicy(max_attempts=2, initial_backoff=0.01, max_backoff=0.02, max_total_seconds=2.0)
@@ -54,19 +55,6 @@ def poll_times(emulator, run_id: str) -> list[float]:
 
 def posts_of(emulator) -> int:
     return sum(1 for r in emulator.requests if r.method == "POST" and r.path.endswith("/runs"))
-
-
-class LogText(str):
-    """Log text from logging (caplog) and from the captured output, which may both hold a line."""
-
-    def __new__(cls, logged: str, printed: str) -> LogText:
-        text = super().__new__(cls, logged + "\n" + printed)
-        text.sources = (logged, printed)
-        return text
-
-    def count(self, sub: str, *args: object) -> int:  # type: ignore[override]
-        """Occurrences in the source that has the most (a line echoed to both counts once)."""
-        return max(source.count(sub) for source in self.sources)
 
 
 @pytest.fixture

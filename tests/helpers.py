@@ -1,0 +1,16 @@
+"""Small helpers shared by several test modules."""
+
+from __future__ import annotations
+
+
+class LogText(str):
+    """Log text from logging (caplog) and from the captured output, which may both hold a line."""
+
+    def __new__(cls, logged: str, printed: str) -> LogText:
+        text = super().__new__(cls, logged + "\n" + printed)
+        text.sources = (logged, printed)
+        return text
+
+    def count(self, sub: str, *args: object) -> int:  # type: ignore[override]
+        """Occurrences in the source that has the most (a line echoed to both counts once)."""
+        return max(source.count(sub) for source in self.sources)
