@@ -53,7 +53,7 @@ from tests.system._airflow_services import AIRFLOW_CLI, AirflowDeployment, runni
 
 pytestmark = [
     pytest.mark.system,
-    pytest.mark.timeout(290),
+    pytest.mark.timeout(420),
     pytest.mark.skipif(not Path(AIRFLOW_CLI).exists(), reason=f"no `airflow` command at {AIRFLOW_CLI}"),
 ]
 
@@ -67,7 +67,7 @@ INTERVALS = 3
 # Long enough for all three tasks to start and defer one after the other on one worker slot, and
 # for the executor to report each deferral before its trigger fires.
 SECONDS_TO_FINISH = 14.0
-RUNS_TIMEOUT = 170.0  # from the services' start: parse, schedule, run, defer, resume
+RUNS_TIMEOUT = 300.0  # from the services' start: parse, schedule, run, defer, resume
 
 
 def _utc_seconds(value: str) -> int:
