@@ -30,6 +30,7 @@ from airflow_provider_flowservice.retry import (
     acall_with_retry,
     call_with_retry,
     redirect_error,
+    tls_error_of,
     transient_from_httpx,
     transient_from_requests,
     transient_from_status,
@@ -336,9 +337,11 @@ async def afetch_token(
 
 
 def _transport_error(settings: FlowServiceConnectionSettings, exc: Exception) -> FlowServiceApiError:
+    """Permanent (no HTTP status, so never polled through): TLS failed, or the URL is unusable."""
+    shown = tls_error_of(exc) or exc  # the TLS reason, not requests' long wrapper around it
     return FlowServiceApiError(
         f"Could not reach Adobe IMS at {_token_path(settings)} for connection '{settings.conn_id}': "
-        f"{type(exc).__name__}: {one_line(str(exc), 300)}. Check extra ims_token_url and verify_tls.",
+        f"{type(shown).__name__}: {one_line(str(shown), 300)}. Check extra ims_token_url and verify_tls.",
         method="POST",
         url=_token_path(settings),
     )

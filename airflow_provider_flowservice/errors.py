@@ -3,19 +3,22 @@
 Two body formats exist: Flow Service's (``type`` ending in a code like ``FLOW-1430-400``, ``title``,
 ``report.detailed-message``, ``report.request-id``) and the gateway's (``error_code``, ``message``).
 The message is one line a person can act on: method, path, HTTP status, code, title, detail,
-request id and a hint for codes we know. It never contains request headers or credentials.
+request id and a hint for codes we know. It never contains request headers or credentials: a
+body that echoes the client secret or the access token gets them replaced by ``***`` (:func:`redact`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
+from urllib.parse import quote, quote_plus
 
 from airflow_provider_flowservice.exceptions import FlowServiceApiError
 
 MAX_DETAIL_CHARS = 500
+REDACTED = "***"
 _CODE_RE = re.compile(r"(\d{3,6})(?:-(\d{3}))?$")
 
 HINTS: dict[str, str] = {
@@ -65,6 +68,16 @@ def one_line(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with every secret (also URL-encoded, as a form echo would show it) replaced by ``***``."""
+    for secret in secrets:
+        if not secret:
+            continue
+        for form in dict.fromkeys((secret, quote(secret, safe=""), quote_plus(secret))):
+            text = text.replace(form, REDACTED)
+    return text
+
+
 def _body(response: ResponseLike) -> tuple[Any, str]:
     try:
         text = response.text or ""
@@ -108,10 +121,20 @@ def hint_for(code: str | None, *texts: str | None) -> str | None:
 
 
 def parse_error_response(
-    response: ResponseLike, method: str, path: str, *, run_id: str | None = None
+    response: ResponseLike,
+    method: str,
+    path: str,
+    *,
+    run_id: str | None = None,
+    secrets: Iterable[str | None] = (),
 ) -> FlowServiceApiError:
-    """Build a :class:`FlowServiceApiError` from an error response (never raises)."""
+    """Build a :class:`FlowServiceApiError` from an error response (never raises).
+
+    :param secrets: the client secret and the access token(s) the request carried: replaced by
+        ``***`` wherever the response echoes them.
+    """
     status = int(response.status_code)
+    secrets = tuple(s for s in secrets if s)
     body, raw = _body(response)
     if isinstance(body, list) and body and isinstance(body[0], Mapping):
         body = body[0]
@@ -133,8 +156,10 @@ def parse_error_response(
         detail = raw
     headers = getattr(response, "headers", None) or {}
     request_id = request_id or headers.get("x-request-id") or headers.get("X-Request-Id")
-    title = one_line(title, 200) if title else None
-    detail = one_line(detail) if detail else None
+    title = one_line(redact(title, secrets), 200) if title else None
+    detail = one_line(redact(detail, secrets)) if detail else None
+    code = redact(code, secrets) if code else None
+    request_id = redact(str(request_id), secrets) if request_id else None
     if detail and title and detail == title:
         detail = None
     parts = [f"Flow Service {method.upper()} {path} failed: HTTP {status}"]
@@ -153,7 +178,7 @@ def parse_error_response(
     if hint:
         message += f". Hint: {hint}."
     return FlowServiceApiError(
-        message,
+        redact(message, secrets),
         status_code=status,
         error_code=code,
         title=title,

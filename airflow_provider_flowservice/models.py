@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_flowservice.status import FlowRunStatus
+from airflow_provider_flowservice.window import MILLISECONDS_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,40 @@ class CreatedRun:
 
 
 def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
+        pass
+    try:
+        return int(float(value))  # "1651584991.0"
+    except (TypeError, ValueError, OverflowError):
         return None
+
+
+def _as_seconds(value: Any) -> int | None:
+    """A window bound in unix seconds; values that can only be milliseconds are divided by 1000.
+
+    The documentation sends seconds, but the OpenAPI once calls these fields milliseconds: a run
+    that echoes them in milliseconds must still match its window.
+    """
+    number = _as_int(value)
+    if number is not None and number >= MILLISECONDS_THRESHOLD:
+        return number // 1000
+    return number
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (the API's shapes vary)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _text(value: Any) -> str | None:
+    """A string field as a string (or None): a number or object where text belongs is shown as text."""
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
 
 
 def _errors(raw: Any) -> list[RunError]:
@@ -73,43 +104,43 @@ class FlowRun:
     @classmethod
     def from_api(cls, item: Mapping[str, Any]) -> FlowRun:
         """Build from one run object (an element of ``items``)."""
-        metrics = item.get("metrics") or {}
-        status_summary = metrics.get("statusSummary") or {}
-        duration = metrics.get("durationSummary") or {}
+        metrics = _mapping(item.get("metrics"))
+        status_summary = _mapping(metrics.get("statusSummary"))
+        duration = _mapping(metrics.get("durationSummary"))
         raw_status = status_summary.get("status")
         errors = _errors(status_summary.get("errors"))
-        window_start = window_end = None
-        params = item.get("params") or {}
-        if isinstance(params, Mapping):
-            window_start = _as_int(params.get("windowStartTime"))
-            window_end = _as_int(params.get("windowEndTime"))
-        for activity in item.get("activities") or []:
+        params = _mapping(item.get("params"))
+        window_start = _as_seconds(params.get("windowStartTime"))
+        window_end = _as_seconds(params.get("windowEndTime"))
+        activities = item.get("activities")
+        for activity in activities if isinstance(activities, list) else []:
             if not isinstance(activity, Mapping):
                 continue
-            summary = activity.get("statusSummary") or {}
+            summary = _mapping(activity.get("statusSummary"))
             errors += _errors(summary.get("errors"))
-            errors += _errors((summary.get("extensions") or {}).get("errors"))
-            ext = (activity.get("durationSummary") or {}).get("extensions") or {}
-            if window_start is None and _as_int(ext.get("windowStart")) is not None:
-                window_start = _as_int(ext["windowStart"]) // 1000  # type: ignore[operator]
-            if window_end is None and _as_int(ext.get("windowEnd")) is not None:
-                window_end = _as_int(ext["windowEnd"]) // 1000  # type: ignore[operator]
+            errors += _errors(_mapping(summary.get("extensions")).get("errors"))
+            ext = _mapping(_mapping(activity.get("durationSummary")).get("extensions"))
+            start_ms, end_ms = _as_int(ext.get("windowStart")), _as_int(ext.get("windowEnd"))
+            if window_start is None and start_ms is not None:
+                window_start = start_ms // 1000
+            if window_end is None and end_ms is not None:
+                window_end = end_ms // 1000
         unique = tuple(dict.fromkeys(errors))
         return cls(
             id=str(item.get("id")),
-            flow_id=item.get("flowId"),
+            flow_id=_text(item.get("flowId")),
             status=FlowRunStatus.parse(raw_status),
-            raw_status=raw_status,
+            raw_status=_text(raw_status),
             errors=unique,
             window_start=window_start,
             window_end=window_end,
             created_at=_as_int(item.get("createdAt")),
             started_at=_as_int(duration.get("startedAtUTC")),
             completed_at=_as_int(duration.get("completedAtUTC")),
-            record_summary=dict(metrics.get("recordSummary") or {}),
-            file_summary=dict(metrics.get("fileSummary") or {}),
-            size_summary=dict(metrics.get("sizeSummary") or {}),
-            etag=item.get("etag"),
+            record_summary=dict(_mapping(metrics.get("recordSummary"))),
+            file_summary=dict(_mapping(metrics.get("fileSummary"))),
+            size_summary=dict(_mapping(metrics.get("sizeSummary"))),
+            etag=_text(item.get("etag")),
         )
 
     @property
@@ -154,17 +185,17 @@ class Flow:
     def from_api(cls, item: Mapping[str, Any]) -> Flow:
         """Build from one flow object (an element of ``items``)."""
         delta = None
-        for transformation in item.get("transformations") or []:
-            params = (transformation or {}).get("params") or {}
-            column = params.get("deltaColumn")
+        transformations = item.get("transformations")
+        for transformation in transformations if isinstance(transformations, list) else []:
+            column = _mapping(_mapping(transformation).get("params")).get("deltaColumn")
             if isinstance(column, Mapping) and column.get("name"):
                 delta = str(column["name"])
         return cls(
             id=str(item.get("id")),
-            name=item.get("name"),
-            state=item.get("state"),
-            flow_spec_id=(item.get("flowSpec") or {}).get("id"),
+            name=_text(item.get("name")),
+            state=_text(item.get("state")),
+            flow_spec_id=_text(_mapping(item.get("flowSpec")).get("id")),
             delta_column=delta,
-            schedule_frequency=(item.get("scheduleParams") or {}).get("frequency"),
-            etag=item.get("etag"),
+            schedule_frequency=_text(_mapping(item.get("scheduleParams")).get("frequency")),
+            etag=_text(item.get("etag")),
         )

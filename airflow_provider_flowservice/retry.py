@@ -1,9 +1,11 @@
 """Bounded retries of transient failures, the same for requests (sync) and httpx (async).
 
 Transient: connection errors, connect/read timeouts, resets, and HTTP 429/500/502/503/504.
-Waits grow exponentially with jitter, honour ``Retry-After`` (seconds or an HTTP date) and are
-capped by ``max_backoff`` and by what is left of ``max_total_seconds``. The policy is a small
-JSON-safe value so it can travel in a trigger's serialized kwargs.
+Permanent: TLS failures (certificate verification, a non-TLS server), other 4xx, malformed answers.
+Waits grow exponentially with jitter up to ``max_backoff``; a server's ``Retry-After`` (seconds or
+an HTTP date) is honoured in full when it fits in what is left of ``max_total_seconds``, and ends
+the retries at once when it does not. The policy is a small JSON-safe value so it can travel in a
+trigger's serialized kwargs.
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ class RetryPolicy:
 
     :param max_attempts: attempts in all, first one included.
     :param initial_backoff: seconds before the first retry; doubles each time (with jitter).
-    :param max_backoff: the longest single wait, ``Retry-After`` included.
-    :param max_total_seconds: time budget from the first attempt; no retry starts after it.
+    :param max_backoff: the longest computed wait. A server's ``Retry-After`` is honoured beyond it.
+    :param max_total_seconds: time budget from the first attempt; no retry starts after it, and a
+        ``Retry-After`` longer than what is left of it ends the retries at once.
     """
 
     max_attempts: int = 6
@@ -181,12 +184,58 @@ def _never_reached_requests(exc: requests.RequestException) -> bool:
     return isinstance(reason, NewConnectionError | ConnectTimeoutError)
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps (``__cause__``/``__context__``, urllib3's ``reason``, ``args[0]``)."""
+    seen: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo and len(seen) < 12:
+        item = todo.pop(0)
+        if not isinstance(item, BaseException) or any(item is s for s in seen):
+            continue
+        seen.append(item)
+        todo += [item.__cause__, item.__context__, getattr(item, "reason", None)]
+        todo += [a for a in item.args[:1] if isinstance(a, BaseException)]
+    return seen
+
+
+def tls_error_of(exc: BaseException) -> BaseException | None:
+    """The ``ssl.SSLError`` behind ``exc`` (else an error that says the certificate failed), if any."""
+    import ssl
+
+    causes = _causes(exc)
+    for cause in causes:
+        if isinstance(cause, ssl.SSLError):
+            return cause
+    for cause in causes:
+        if "CERTIFICATE_VERIFY_FAILED" in str(cause).upper():
+            return cause
+    return None
+
+
+def _tls_dropped(cause: BaseException) -> bool:
+    import ssl
+
+    return isinstance(cause, ssl.SSLEOFError | ssl.SSLZeroReturnError | ssl.SSLSyscallError)
+
+
+def is_tls_failure(exc: BaseException) -> bool:
+    """True when TLS itself failed (certificate not trusted, hostname mismatch, a non-TLS server).
+
+    Such a failure repeats on every attempt, so it is permanent. A TLS connection that merely
+    dropped mid-handshake (EOF, syscall error) is not counted: that is a transient network fault.
+    """
+    cause = tls_error_of(exc)
+    return cause is not None and not _tls_dropped(cause)
+
+
 def transient_from_requests(exc: requests.RequestException) -> TransientFailure | None:
     """Classify a requests exception: transient ones become :class:`TransientFailure`, others None."""
     import requests
 
     if isinstance(exc, requests.exceptions.SSLError):
-        return None
+        cause = tls_error_of(exc)
+        if cause is None or not _tls_dropped(cause):
+            return None
     if isinstance(
         exc, requests.Timeout | requests.ConnectionError | requests.exceptions.ChunkedEncodingError
     ):
@@ -204,7 +253,7 @@ def transient_from_httpx(exc: httpx.HTTPError) -> TransientFailure | None:
     """Classify an httpx exception: transient ones become :class:`TransientFailure`, others None."""
     import httpx
 
-    if isinstance(exc, httpx.ConnectError) and "CERTIFICATE" in str(exc).upper():
+    if is_tls_failure(exc) or (isinstance(exc, httpx.ConnectError) and "CERTIFICATE" in str(exc).upper()):
         return None
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         return TransientFailure(f"{type(exc).__name__}: {_short(exc)}", maybe_processed=False)
@@ -221,7 +270,10 @@ def _short(exc: BaseException) -> str:
 
 
 class _Wait:
-    """Exponential backoff with jitter, Retry-After honoured, capped by max_backoff and the budget.
+    """Exponential backoff with jitter capped by max_backoff, or the server's Retry-After in full.
+
+    Either way the wait never runs past the budget (``stop`` has already ended the retries when a
+    Retry-After does not fit in it).
 
     A plain callable (tenacity accepts one as ``wait``), so this module needs no tenacity import.
     """
@@ -232,12 +284,20 @@ class _Wait:
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
-        delay = self.policy.backoff(retry_state.attempt_number)
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             delay = float(retry_after)
+        else:
+            delay = self.policy.backoff(retry_state.attempt_number)
         remaining = self.policy.max_total_seconds - (time.monotonic() - self.started)
-        return max(0.0, min(delay, self.policy.max_backoff, remaining))
+        return max(0.0, min(delay, remaining))
+
+
+def _retry_after_too_long(policy: RetryPolicy, exc: BaseException | None, started: float) -> bool:
+    """True when the server asked for a longer wait than is left of the time budget."""
+    retry_after = getattr(exc, "retry_after", None)
+    remaining = policy.max_total_seconds - (time.monotonic() - started)
+    return retry_after is not None and float(retry_after) > remaining
 
 
 def _tenacity_kwargs(policy: RetryPolicy, method: str, path: str, started: float) -> dict[str, Any]:
@@ -248,6 +308,7 @@ def _tenacity_kwargs(policy: RetryPolicy, method: str, path: str, started: float
         return (
             state.attempt_number >= policy.max_attempts
             or time.monotonic() - started >= policy.max_total_seconds
+            or _retry_after_too_long(policy, state.outcome.exception() if state.outcome else None, started)
         )
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
@@ -277,12 +338,21 @@ def _give_up(
 ) -> FlowServiceRetryError:
     elapsed = time.monotonic() - started
     api = last.api_error
-    message = (
-        f"Flow Service {method} {path} still failing after {attempts} attempt(s) in {elapsed:.1f} s "
-        f"(retry policy: max_attempts={policy.max_attempts}, "
-        f"max_total_seconds={policy.max_total_seconds:g}); "
-        f"last error: {last.description}"
-    )
+    remaining = max(0.0, policy.max_total_seconds - elapsed)
+    if attempts < policy.max_attempts and last.retry_after is not None and last.retry_after > remaining:
+        message = (
+            f"Flow Service {method} {path} failed after {attempts} attempt(s) in {elapsed:.1f} s and was "
+            f"not retried: the server asked to wait {last.retry_after:g} s (Retry-After), more than the "
+            f"{remaining:.1f} s left of the retry budget (max_total_seconds={policy.max_total_seconds:g}). "
+            f"Retry later, or raise RetryPolicy max_total_seconds. Last error: {last.description}"
+        )
+    else:
+        message = (
+            f"Flow Service {method} {path} still failing after {attempts} attempt(s) in {elapsed:.1f} s "
+            f"(retry policy: max_attempts={policy.max_attempts}, "
+            f"max_total_seconds={policy.max_total_seconds:g}); "
+            f"last error: {last.description}"
+        )
     return FlowServiceRetryError(
         message,
         status_code=last.status_code,
@@ -366,8 +436,11 @@ def redirect_error(
 def is_transient(exc: BaseException) -> bool:
     """True for errors worth polling through: retry budget spent, 429, 5xx, timeouts, connection errors.
 
-    Auth errors, 404 and other 4xx are not transient: polling again cannot fix them. Used by the
-    trigger, the operator's blocking wait and the sensor (re-exported by the trigger module).
+    Not transient, as polling again cannot fix them: auth errors, 404 and other 4xx, and API errors
+    without an HTTP status. Those are local or permanent (TLS verification failed, the request
+    could not be built, a next-page link to another host, an answer without a run id): transient
+    transport failures are retried inside the hook and end as :class:`FlowServiceRetryError`. Used
+    by the trigger, the operator's blocking wait and the sensor (re-exported by the trigger module).
     """
     if isinstance(exc, FlowServiceRetryError):
         return True
@@ -375,7 +448,9 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, FlowServiceApiError):
         code = exc.status_code
-        return code is None or code == 429 or code >= 500
+        return code is not None and (code == 429 or code >= 500)
+    if is_tls_failure(exc):
+        return False
     if isinstance(exc, OSError):  # includes TimeoutError and ConnectionError
         return True
     try:

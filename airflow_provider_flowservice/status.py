@@ -26,13 +26,17 @@ class FlowRunStatus(StrEnum):
     UNKNOWN = "unknown"
 
     @classmethod
-    def parse(cls, raw: str | None) -> FlowRunStatus:
-        """Map an API value to a member, case-insensitively; unknown or missing -> ``UNKNOWN``."""
-        if raw:
+    def parse(cls, raw: object) -> FlowRunStatus:
+        """Map an API value to a member, case-insensitively; unknown, missing or non-string -> ``UNKNOWN``."""
+        if isinstance(raw, str) and raw:
             member = _BY_LOWER.get(raw.strip().lower())
             if member is not None:
                 return member
         key = repr(raw)
+        if len(key) > 200:
+            key = key[:197] + "..."
+        if raw is not None and not isinstance(raw, str):
+            key += f" (a JSON {type(raw).__name__}, not a string)"
         if key not in _warned:
             _warned.add(key)
             log.warning(

@@ -166,3 +166,61 @@ def test_no_request_headers_or_credentials_in_the_error() -> None:
 def test_one_line() -> None:
     assert one_line("a\n  b\tc") == "a b c"
     assert one_line("x" * 20, 10) == "xxxxxxx..."
+
+
+SECRET = "cl1ent-s3cret+/="
+TOKEN = "eyJhbGciOiJSUzI1NiJ9.payload.signature"
+
+
+@pytest.mark.parametrize("make", MAKERS)
+def test_secrets_echoed_by_a_response_are_redacted_everywhere(make: Any) -> None:
+    from urllib.parse import quote, quote_plus
+
+    body = {
+        "type": "https://ns.adobe.com/aep/errors/FLOW-1430-400",
+        "title": f"Bearer {TOKEN} refused",
+        "report": {
+            "detailed-message": f"client_secret={quote_plus(SECRET)} or {quote(SECRET, safe='')} or {SECRET}",
+            "request-id": TOKEN,
+        },
+    }
+    err = parse_error_response(make(400, body), "POST", "/runs", secrets=(SECRET, TOKEN, None, ""))
+    for text in (str(err), err.title or "", err.detail or "", err.request_id or ""):
+        assert SECRET not in text and TOKEN not in text
+        assert quote_plus(SECRET) not in text and quote(SECRET, safe="") not in text
+    assert err.title == "Bearer *** refused"
+    assert err.detail == "client_secret=*** or *** or ***"
+    assert "1430-400" in str(err) and "Hint: check that the flow_id exists" in str(err)
+
+
+@pytest.mark.parametrize("make", MAKERS)
+def test_a_non_json_body_echoing_the_token_is_redacted(make: Any) -> None:
+    response = make(502, f"<html>upstream saw {TOKEN}</html>")
+    err = parse_error_response(response, "GET", "/runs", secrets=[TOKEN])
+    assert TOKEN not in str(err) and "<html>upstream saw ***</html>" in str(err)
+
+
+def test_redact_ignores_empty_secrets_and_leaves_other_text() -> None:
+    from airflow_provider_flowservice.errors import redact
+
+    assert redact("nothing secret here", ["", None]) == "nothing secret here"
+    assert redact("a tok b tok", ["tok"]) == "a *** b ***"
+
+
+def test_decode_response_redacts_the_sent_token_and_the_client_secret() -> None:
+    from airflow_provider_flowservice.connection import FlowServiceConnectionSettings
+    from airflow_provider_flowservice.hooks._api import decode_response
+
+    settings = FlowServiceConnectionSettings.from_fields(
+        conn_id="aep", host="https://platform.adobe.io", login="id", password=SECRET, extra={"org_id": "O@A"}
+    )
+    for status, body in ((400, {"title": f"{TOKEN} {SECRET}"}), (200, f"not json {TOKEN} {SECRET}")):
+        with pytest.raises(FlowServiceApiError) as caught:
+            decode_response(settings, requests_response(status, body), "GET", "/runs", token=TOKEN)
+        assert TOKEN not in str(caught.value) and SECRET not in str(caught.value)
+        assert "*** ***" in str(caught.value)
+    from airflow_provider_flowservice.hooks._api import parse_created_run
+
+    with pytest.raises(FlowServiceApiError, match="without a run id") as caught:
+        parse_created_run({"echo": SECRET}, secrets=[SECRET])
+    assert SECRET not in str(caught.value)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from airflow_provider_flowservice.models import CreatedRun, Flow, FlowRun, RunError
 from airflow_provider_flowservice.status import FlowRunStatus
 
@@ -88,6 +90,70 @@ def test_odd_values_do_not_raise() -> None:
     assert run.errors == (RunError("", "only message"),)
     assert str(run.errors[0]) == "only message"
     assert str(RunError("C-1", "m")) == "C-1: m"
+
+
+@pytest.mark.parametrize("status", [5, None, {"value": "success"}, ["failed"], 1.5])
+def test_a_status_that_is_not_a_string_is_unknown(status: Any) -> None:
+    item = json.loads(json.dumps(DOC_RUN))
+    item["metrics"]["statusSummary"]["status"] = status
+    run = FlowRun.from_api(item)
+    assert run.status is FlowRunStatus.UNKNOWN and run.status.is_running
+    assert run.raw_status is None or isinstance(run.raw_status, str)
+    json.dumps(run.summary())
+
+
+@pytest.mark.parametrize(
+    "metrics",
+    [
+        {"statusSummary": "failed"},
+        {"statusSummary": ["failed"]},
+        {"statusSummary": 5},
+        "not-an-object",
+        {"durationSummary": "x", "recordSummary": [1], "fileSummary": "y", "sizeSummary": 3},
+    ],
+)
+def test_odd_metrics_shapes_do_not_raise(metrics: Any) -> None:
+    run = FlowRun.from_api({"id": "r", "metrics": metrics, "params": "x", "activities": {"a": 1}})
+    assert run.status is FlowRunStatus.UNKNOWN
+    assert run.record_summary == {} and run.duration_seconds is None and run.window_start is None
+    json.dumps(run.summary())
+
+
+def test_odd_activity_shapes_do_not_raise() -> None:
+    item = {
+        "id": "r",
+        "activities": [
+            {"statusSummary": "x", "durationSummary": {"extensions": "y"}},
+            {"statusSummary": {"extensions": ["z"]}, "durationSummary": []},
+        ],
+    }
+    assert FlowRun.from_api(item).errors == ()
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (1651584991000, 1651585956000),  # milliseconds (the OpenAPI calls them that once)
+        ("1651584991000", "1651585956000"),
+        ("1651584991", "1651585956"),  # seconds, as documented
+        (1651584991, 1651585956),
+        ("1651584991.0", "1651585956.0"),
+    ],
+)
+def test_window_params_in_milliseconds_or_seconds_give_seconds(start: Any, end: Any) -> None:
+    from airflow_provider_flowservice.hooks._api import matches_window
+
+    item = {"id": "r", "flowId": "f", "params": {"windowStartTime": start, "windowEndTime": end}}
+    run = FlowRun.from_api(item)
+    assert (run.window_start, run.window_end) == (1651584991, 1651585956)
+    assert matches_window(run, "f", 1651584991, 1651585956)
+
+
+def test_odd_flow_shapes_do_not_raise() -> None:
+    flow = Flow.from_api(
+        {"id": "f", "transformations": ["x", None, {"params": "y"}], "flowSpec": "z", "scheduleParams": 1}
+    )
+    assert flow.delta_column is None and flow.flow_spec_id is None and flow.schedule_frequency is None
 
 
 def test_success_with_errors_keeps_them() -> None:

@@ -5,20 +5,30 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 import threading
 import time
+from collections.abc import Iterator
 from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 import requests
 
-from airflow_provider_flowservice.exceptions import FlowServiceConfigError, FlowServiceRetryError
+from airflow_provider_flowservice.exceptions import (
+    FlowServiceApiError,
+    FlowServiceAuthError,
+    FlowServiceConfigError,
+    FlowServiceRetryError,
+)
 from airflow_provider_flowservice.retry import (
     RetryPolicy,
     TransientFailure,
     acall_with_retry,
     call_with_retry,
+    is_tls_failure,
+    is_transient,
     parse_retry_after,
     transient_from_httpx,
     transient_from_requests,
@@ -134,7 +144,7 @@ def test_final_failure_says_what_was_tried() -> None:
     assert info.value.status_code == 503 and info.value.method == "POST"
 
 
-def test_retry_after_is_used_and_capped_by_max_backoff() -> None:
+def test_retry_after_is_honoured_beyond_max_backoff_when_it_fits_the_budget() -> None:
     calls: list[float] = []
 
     def attempt() -> str:
@@ -142,13 +152,50 @@ def test_retry_after_is_used_and_capped_by_max_backoff() -> None:
         if len(calls) == 1:
             raise TransientFailure("429", status_code=429, retry_after=0.3)
         if len(calls) == 2:
-            raise TransientFailure("429", status_code=429, retry_after=100)
+            raise TransientFailure("HTTP 503", status_code=503)  # no Retry-After: backoff, capped
         return "ok"
 
-    policy = RetryPolicy(max_attempts=3, initial_backoff=0.001, max_backoff=0.5, max_total_seconds=10)
+    policy = RetryPolicy(max_attempts=3, initial_backoff=0.5, max_backoff=0.1, max_total_seconds=10)
     call_with_retry(policy, attempt, method="GET", path="/runs")
-    assert 0.28 <= calls[1] - calls[0] < 0.45
-    assert 0.45 <= calls[2] - calls[1] < 0.7
+    assert 0.28 <= calls[1] - calls[0] < 0.45  # Retry-After 0.3 s in full, though max_backoff is 0.1 s
+    assert calls[2] - calls[1] < 0.2  # the computed backoff stays capped by max_backoff
+
+
+def test_retry_after_longer_than_the_budget_left_stops_at_once() -> None:
+    calls: list[float] = []
+
+    def attempt() -> str:
+        calls.append(time.monotonic())
+        raise TransientFailure("HTTP 429 429050", status_code=429, retry_after=5)
+
+    policy = RetryPolicy(max_attempts=6, initial_backoff=0.01, max_backoff=0.05, max_total_seconds=2)
+    started = time.monotonic()
+    with pytest.raises(FlowServiceRetryError) as caught:
+        call_with_retry(policy, attempt, method="GET", path="/runs")
+    assert time.monotonic() - started < 0.5  # no wait at all: the wait could not fit
+    assert len(calls) == 1
+    message = str(caught.value)
+    assert "the server asked to wait 5 s (Retry-After)" in message
+    assert "max_total_seconds=2" in message and "Last error: HTTP 429 429050" in message
+    assert caught.value.status_code == 429
+
+
+async def test_async_retry_after_longer_than_the_budget_left_stops_at_once() -> None:
+    calls = 0
+
+    async def attempt() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise TransientFailure("429", status_code=429, retry_after=0.2)  # fits: honoured
+        raise TransientFailure("429", status_code=429, retry_after=60)  # does not fit: stop
+
+    policy = RetryPolicy(max_attempts=6, initial_backoff=0.01, max_backoff=0.05, max_total_seconds=3)
+    started = time.monotonic()
+    with pytest.raises(FlowServiceRetryError, match=r"asked to wait 60 s \(Retry-After\)"):
+        await acall_with_retry(policy, attempt, method="GET", path="/runs/1")
+    assert calls == 2
+    assert 0.18 <= time.monotonic() - started < 1.0
 
 
 def test_total_budget_bounds_the_wait() -> None:
@@ -156,14 +203,14 @@ def test_total_budget_bounds_the_wait() -> None:
 
     def attempt() -> None:
         calls.append(time.monotonic())
-        raise TransientFailure("429", status_code=429, retry_after=100)
+        raise TransientFailure("HTTP 503", status_code=503)
 
-    policy = RetryPolicy(max_attempts=100, initial_backoff=0.01, max_backoff=100, max_total_seconds=0.4)
+    policy = RetryPolicy(max_attempts=100, initial_backoff=100, max_backoff=100, max_total_seconds=0.4)
     started = time.monotonic()
-    with pytest.raises(FlowServiceRetryError):
+    with pytest.raises(FlowServiceRetryError, match="still failing after 2 attempt"):
         call_with_retry(policy, attempt, method="GET", path="/runs")
     assert time.monotonic() - started < 1.0
-    assert len(calls) == 2  # one try, a wait capped at the budget, one last try
+    assert len(calls) == 2  # one try, a backoff wait capped at the budget, one last try
 
 
 async def test_async_retry_uses_asyncio_sleep() -> None:
@@ -215,8 +262,8 @@ async def test_async_retry_after_a_first_failure_is_the_same_as_without_the_fast
     started = time.monotonic()
     assert await acall_with_retry(TINY, attempt, method="GET", path="/runs/1") == "ok"
     assert calls == 2
-    assert time.monotonic() - started >= 0.015  # waited (Retry-After, capped by max_backoff 0.02)
-    assert "GET /runs/1 attempt 1/4 failed (HTTP 503); retrying in 0.02 s" in caplog.text
+    assert time.monotonic() - started >= 0.045  # waited the whole Retry-After (beyond max_backoff 0.02)
+    assert "GET /runs/1 attempt 1/4 failed (HTTP 503); retrying in 0.05 s" in caplog.text
 
 
 async def test_async_first_attempt_counts_toward_the_time_budget() -> None:
@@ -340,3 +387,108 @@ async def test_httpx_errors_are_classified() -> None:
 
     assert transient_from_httpx(httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED]")) is None
     assert transient_from_httpx(httpx.UnsupportedProtocol("ftp")) is None
+
+
+# ---------------------------------------------------------------- TLS and is_transient
+
+
+@pytest.fixture
+def plain_http_port() -> Iterator[int]:
+    """A plain-HTTP server: ``https://`` to it fails the TLS handshake (not a TLS server)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NoLog)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield int(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+
+
+class _NoLog(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_tls_to_a_plain_http_server_is_permanent_for_requests(plain_http_port: int) -> None:
+    with pytest.raises(requests.exceptions.SSLError) as caught:
+        requests.get(f"https://127.0.0.1:{plain_http_port}/", timeout=2)
+    assert is_tls_failure(caught.value)
+    assert transient_from_requests(caught.value) is None
+    assert not is_transient(caught.value)
+
+
+async def test_tls_to_a_plain_http_server_is_permanent_for_httpx(plain_http_port: int) -> None:
+    async with httpx.AsyncClient(timeout=2) as client:
+        with pytest.raises(httpx.ConnectError) as caught:
+            await client.get(f"https://127.0.0.1:{plain_http_port}/")
+    assert "CERTIFICATE" not in str(caught.value).upper()  # the old string test missed this one
+    assert is_tls_failure(caught.value)
+    assert transient_from_httpx(caught.value) is None
+    assert not is_transient(caught.value)
+
+
+async def test_a_tls_handshake_cut_short_is_transient() -> None:
+    """The server accepts, then closes mid-handshake (EOF): a network fault like a reset."""
+    closer = _Silent("close")
+    try:
+        with pytest.raises(requests.exceptions.SSLError) as sync_error:
+            requests.get(f"https://127.0.0.1:{closer.port}/", timeout=2)
+        async with httpx.AsyncClient(timeout=2) as client:
+            with pytest.raises(httpx.ConnectError) as async_error:
+                await client.get(f"https://127.0.0.1:{closer.port}/")
+    finally:
+        closer.close()
+    assert not is_tls_failure(sync_error.value) and transient_from_requests(sync_error.value) is not None
+    assert not is_tls_failure(async_error.value) and transient_from_httpx(async_error.value) is not None
+
+
+def _chained(outer: BaseException, inner: BaseException) -> BaseException:
+    try:
+        try:
+            raise inner
+        except BaseException as exc:
+            raise outer from exc
+    except BaseException as caught:
+        return caught
+
+
+@pytest.mark.parametrize(
+    ("exc", "transient"),
+    [
+        (FlowServiceRetryError("spent", status_code=None), True),
+        (FlowServiceApiError("HTTP 503", status_code=503), True),
+        (FlowServiceApiError("HTTP 429", status_code=429), True),
+        (FlowServiceApiError("HTTP 404", status_code=404), False),
+        (FlowServiceApiError("HTTP 400", status_code=400), False),
+        (FlowServiceAuthError("refused", status_code=401), False),
+        (FlowServiceApiError("could not be sent: SSLError ... TLS verification failed"), False),
+        (FlowServiceApiError("answered without a run id: {}"), False),
+        (FlowServiceApiError("gave a next-page link to 'https://evil.example.com'"), False),
+        (ssl.SSLCertVerificationError(1, "certificate verify failed"), False),
+        (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"), False),
+        (ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), True),
+        (ConnectionResetError(104, "reset"), True),
+        (TimeoutError(), True),
+        (httpx.ReadTimeout("slow"), True),
+        (httpx.ConnectError("refused"), True),
+        (_chained(httpx.ConnectError("handshake"), ssl.SSLCertVerificationError(1, "verify failed")), False),
+        (_chained(httpx.ConnectError("handshake"), ssl.SSLEOFError(8, "eof")), True),
+        (ValueError("bug"), False),
+    ],
+)
+def test_is_transient(exc: BaseException, transient: bool) -> None:
+    assert is_transient(exc) is transient
+
+
+def test_transport_error_of_a_tls_failure_is_permanent_and_says_what_to_fix() -> None:
+    from airflow_provider_flowservice.connection import FlowServiceConnectionSettings
+    from airflow_provider_flowservice.hooks._api import transport_error
+
+    settings = FlowServiceConnectionSettings.from_fields(
+        conn_id="aep", host="https://platform.adobe.io", login="id", password="pw", extra={"org_id": "O@A"}
+    )
+    cert_failure = _chained(httpx.ConnectError("x"), ssl.SSLCertVerificationError(1, "y"))
+    verify = transport_error(settings, "GET", "/runs", cert_failure)  # type: ignore[arg-type]
+    not_tls = httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version")
+    wrong = transport_error(settings, "GET", "/runs", not_tls)
+    assert not is_transient(verify) and not is_transient(wrong)
+    assert "verify_tls" in str(verify)
+    assert "does not speak TLS" in str(wrong) and "scheme and port" in str(wrong)

@@ -82,3 +82,12 @@ def test_known_values_do_not_warn(caplog: pytest.LogCaptureFixture) -> None:
 def test_values_are_the_documented_spelling() -> None:
     assert FlowRunStatus.IN_PROGRESS.value == "inProgress"
     assert FlowRunStatus.PARTIAL_SUCCESS == "partialSuccess"  # str enum: JSON-safe
+
+
+@pytest.mark.parametrize("raw", [5, 0, 1.5, True, {"value": "success"}, ["success"]])
+def test_non_string_values_are_unknown_and_logged(raw: object, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="airflow_provider_flowservice.status")
+    parsed = FlowRunStatus.parse(raw)
+    assert parsed is FlowRunStatus.UNKNOWN and parsed.is_running
+    messages = [r.getMessage() for r in caplog.records if r.name == "airflow_provider_flowservice.status"]
+    assert all("not a string" in m and "still running" in m for m in messages)

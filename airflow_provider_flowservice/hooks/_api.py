@@ -7,23 +7,35 @@ answers, where ``_links.next`` points, and how a response becomes JSON or the ri
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import SplitResult, parse_qs, quote, urlsplit
 
 from airflow_provider_flowservice import __version__
 from airflow_provider_flowservice.connection import API_PATH, FlowServiceConnectionSettings
-from airflow_provider_flowservice.errors import one_line, parse_error_response
+from airflow_provider_flowservice.errors import one_line, parse_error_response, redact
 from airflow_provider_flowservice.exceptions import FlowServiceApiError, FlowServiceConfigError
 from airflow_provider_flowservice.models import CreatedRun, FlowRun
-from airflow_provider_flowservice.retry import redirect_error, transient_from_status
+from airflow_provider_flowservice.retry import (
+    is_tls_failure,
+    redirect_error,
+    tls_error_of,
+    transient_from_status,
+)
+from airflow_provider_flowservice.window import (
+    resolve_window,
+    validate_delta_column,
+    validate_flow_id,
+    validate_start_time,
+)
 
 if TYPE_CHECKING:
     import httpx
     import requests
 
 USER_AGENT = f"airflow-provider-flowservice/{__version__}"
-_MAX_UNIX_SECONDS = 10**11  # beyond year 5000: the value is in milliseconds
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def request_headers(settings: FlowServiceConnectionSettings, token: str, *, has_body: bool) -> dict[str, str]:
@@ -46,11 +58,6 @@ def _unix_seconds(name: str, value: Any) -> int:
         raise FlowServiceConfigError(
             f"{name}={value!r} is not an integer; pass unix seconds, e.g. 1651584991."
         )
-    if value < 0 or value >= _MAX_UNIX_SECONDS:
-        raise FlowServiceConfigError(
-            f"{name}={value} is out of range; pass unix seconds (10 digits, e.g. 1651584991), "
-            "not milliseconds."
-        )
     return value
 
 
@@ -62,29 +69,21 @@ def create_run_body(
     start_time: int | None = None,
     delta_column: str | None = None,
 ) -> dict[str, Any]:
-    """The ``POST /runs`` body; times as strings of unix seconds, as the documentation shows."""
-    if not isinstance(flow_id, str) or not flow_id.strip() or "/" in flow_id:
-        raise FlowServiceConfigError(
-            f"flow_id={flow_id!r} is not a dataflow id; pass the dataflow's id (a UUID) from "
-            "Sources > Dataflows in Experience Platform."
-        )
-    start = _unix_seconds("window_start", window_start)
-    end = _unix_seconds("window_end", window_end)
-    if end <= start:
-        raise FlowServiceConfigError(
-            f"window_end={end} is not after window_start={start}; the window must be non-empty."
-        )
-    params: dict[str, Any] = {"windowStartTime": str(start), "windowEndTime": str(end)}
+    """The ``POST /runs`` body; times as strings of unix seconds, as the documentation shows.
+
+    Checks what the operator checks, with the same messages (``window.py``): a UUID flow id, a
+    non-empty ordered window of unix seconds (not milliseconds, not past 2200), a column name.
+    """
+    flow = validate_flow_id(flow_id)
+    start, end = _unix_seconds("window_start", window_start), _unix_seconds("window_end", window_end)
+    window = resolve_window(start, end)
+    params: dict[str, Any] = {"windowStartTime": str(window.start), "windowEndTime": str(window.end)}
     if start_time is not None:
-        params["startTime"] = str(_unix_seconds("start_time", start_time))
-    if delta_column is not None:
-        if not isinstance(delta_column, str) or not delta_column.strip():
-            raise FlowServiceConfigError(
-                f"delta_column={delta_column!r} is not a column name; pass the source column name, "
-                "or None for file-based flows and for later runs of a table-based flow."
-            )
-        params["deltaColumn"] = {"name": delta_column.strip()}
-    return {"flowId": flow_id.strip(), "params": params}
+        params["startTime"] = str(validate_start_time(_unix_seconds("start_time", start_time)))
+    column = validate_delta_column(delta_column)
+    if column is not None:
+        params["deltaColumn"] = {"name": column}
+    return {"flowId": flow, "params": params}
 
 
 def first_item(data: Any) -> Mapping[str, Any] | None:
@@ -97,12 +96,15 @@ def first_item(data: Any) -> Mapping[str, Any] | None:
     return data if data.get("id") else None
 
 
-def parse_created_run(data: Any, method: str = "POST", path: str = "/runs") -> CreatedRun:
+def parse_created_run(
+    data: Any, method: str = "POST", path: str = "/runs", *, secrets: Iterable[str | None] = ()
+) -> CreatedRun:
     """Accept every documented create answer: ``{"items": [{id, etag}]}``, bare ``{id, etag}``, a run."""
     item = first_item(data)
     if item is None or not item.get("id"):
         raise FlowServiceApiError(
-            f"Flow Service {method} {path} answered without a run id: {one_line(str(data), 300)}",
+            f"Flow Service {method} {path} answered without a run id: "
+            f"{one_line(redact(str(data), secrets), 300)}",
             method=method,
             url=path,
         )
@@ -128,7 +130,7 @@ def next_page(
     api_path = urlsplit(settings.api_url).path
     if "://" in href:
         parts = urlsplit(href)
-        if parts.netloc.lower() != base.netloc.lower() or parts.scheme != base.scheme:
+        if _origin(parts) != _origin(base):
             raise FlowServiceApiError(
                 f"Flow Service GET /runs gave a next-page link to '{parts.scheme}://{parts.netloc}', not the "
                 f"configured '{base.scheme}://{base.netloc}'; refusing to send credentials there.",
@@ -150,6 +152,16 @@ def next_page(
     for key, values in parse_qs(query, keep_blank_values=True).items():
         merged[key] = values if len(values) > 1 else values[0]
     return url, merged
+
+
+def _origin(parts: SplitResult) -> tuple[str, str, int | None]:
+    """Scheme, host name and effective port: ``https://h`` and ``https://h:443`` are one origin."""
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number: never our host
+        return scheme, "", -1
+    return scheme, (parts.hostname or "").lower(), port if port is not None else _DEFAULT_PORTS.get(scheme)
 
 
 def runs_params(
@@ -180,6 +192,35 @@ def matches_window(run: FlowRun, flow_id: str, window_start: int, window_end: in
     )
 
 
+@dataclass(frozen=True)
+class AdoptionRule:
+    """Which run an unanswered create attempt may have made, so the next attempt can adopt it.
+
+    :param since_ms: the first attempt (unix ms), less the clock-skew allowance.
+    :param ended_before_ms: the first attempt, less a small skew: a run created before it that has
+        already *ended* belongs to an earlier try (ours cannot have finished that fast).
+    :param exclude: run ids known to exist before the create (never ours).
+    """
+
+    flow_id: str
+    window_start: int
+    window_end: int
+    since_ms: int
+    ended_before_ms: int
+    exclude: frozenset[str] = frozenset()
+
+    def admits(self, run: FlowRun) -> bool:
+        """Same flow and window, not excluded, created since ``since_ms``, not an earlier try's ended run."""
+        if run.id in self.exclude:
+            return False
+        if not matches_window(run, self.flow_id, self.window_start, self.window_end):
+            return False
+        created = run.created_at
+        if created is None or created < self.since_ms:
+            return False
+        return not (run.status.is_terminal and created < self.ended_before_ms)
+
+
 def newest_first(runs: Sequence[FlowRun]) -> list[FlowRun]:
     """Sort by ``createdAt`` descending; runs without it last, in their original order."""
     return sorted(runs, key=lambda r: -(r.created_at or 0) if r.created_at is not None else float("inf"))
@@ -205,15 +246,29 @@ def one_item(data: Any, build: Callable[[Mapping[str, Any]], Any], what: str, id
     return build(item)
 
 
+def secrets_of(settings: FlowServiceConnectionSettings, *tokens: str | None) -> tuple[str, ...]:
+    """What no message may show: the client secret, the static token and the tokens sent."""
+    return tuple(s for s in (settings.client_secret, settings.access_token, *tokens) if s)
+
+
 def decode_response(
-    settings: FlowServiceConnectionSettings, resp: requests.Response | httpx.Response, method: str, path: str
+    settings: FlowServiceConnectionSettings,
+    resp: requests.Response | httpx.Response,
+    method: str,
+    path: str,
+    *,
+    token: str | None = None,
 ) -> Any:
-    """Success -> decoded JSON; redirect, transient status or error -> raise the right thing."""
+    """Success -> decoded JSON; redirect, transient status or error -> raise the right thing.
+
+    :param token: the access token the request carried; like the client secret, it is replaced
+        by ``***`` in any message built from the response.
+    """
     status, headers = resp.status_code, resp.headers
     if 300 <= status < 400:
         raise redirect_error(status, headers.get("Location"), method, path, settings.host)
     if status >= 400:
-        error = parse_error_response(resp, method, path)
+        error = parse_error_response(resp, method, path, secrets=secrets_of(settings, token))
         failure = transient_from_status(status, headers, error)
         if failure is not None:
             raise failure
@@ -228,7 +283,7 @@ def decode_response(
     except ValueError:
         raise FlowServiceApiError(
             f"Flow Service {method} {path} answered HTTP {status} with a body that is not JSON: "
-            f"{one_line(resp.text, 200)}",
+            f"{one_line(redact(resp.text, secrets_of(settings, token)), 200)}",
             status_code=status,
             method=method,
             url=path,
@@ -238,15 +293,26 @@ def decode_response(
 def transport_error(
     settings: FlowServiceConnectionSettings, method: str, path: str, exc: Exception
 ) -> FlowServiceApiError:
-    tls = "SSL" in type(exc).__name__ or "CERTIFICATE" in str(exc).upper()
-    fix = (
-        "TLS verification failed: set extra verify_tls to the path of your CA bundle (or fix the host)"
-        if tls
-        else "check the connection host"
-    )
+    """A request that could not be sent and would fail the same way again (TLS, a bad URL).
+
+    It has no HTTP status, which is what makes :func:`~airflow_provider_flowservice.retry.is_transient`
+    call it permanent: a trigger or a wait ends on it instead of polling until its deadline.
+    """
+    tls = tls_error_of(exc)
+    shown = tls if tls is not None else exc  # the TLS reason, not requests' long wrapper around it
+    text = str(exc).upper()
+    if "WRONG_VERSION_NUMBER" in text or "RECORD_LAYER_FAILURE" in text:
+        fix = (
+            "the server at that address does not speak TLS: check the scheme and port of the "
+            "connection host (https:// on a plain-http port?)"
+        )
+    elif is_tls_failure(exc) or "SSL" in type(exc).__name__ or "CERTIFICATE" in text:
+        fix = "TLS verification failed: set extra verify_tls to the path of your CA bundle (or fix the host)"
+    else:
+        fix = "check the connection host"
     return FlowServiceApiError(
-        f"Flow Service {method} {path} could not be sent to {settings.host}: {type(exc).__name__}: "
-        f"{one_line(str(exc), 300)}. Hint: {fix}.",
+        f"Flow Service {method} {path} could not be sent to {settings.host}: {type(shown).__name__}: "
+        f"{one_line(str(shown), 300)}. Hint: {fix}.",
         method=method,
         url=path,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ from airflow_provider_flowservice.exceptions import (
     FlowServiceRetryError,
 )
 from airflow_provider_flowservice.hooks._api import (
+    AdoptionRule,
     create_run_body,
     decode_response,
     items_of,
@@ -42,6 +43,7 @@ from airflow_provider_flowservice.hooks._api import (
     path_segment,
     request_headers,
     runs_params,
+    secrets_of,
     transport_error,
 )
 from airflow_provider_flowservice.models import CreatedRun, Flow, FlowRun
@@ -67,6 +69,8 @@ log = logging.getLogger(__name__)
 
 CLOCK_SKEW_SECONDS = 120
 """How much earlier than our first POST a run's ``createdAt`` may be and still count as ours."""
+ENDED_RUN_SKEW_SECONDS = 5
+"""A run that has already ended counts as ours only if created at most this long before our first POST."""
 ADOPT_MAX_PAGES = 5
 WINDOW_LOOKUP_MAX_PAGES = 20
 WINDOW_LOOKUP_PAGE_SIZE = 100
@@ -166,19 +170,21 @@ class FlowServiceHook(BaseHook):
         self, method: str, path: str, *, params: Any = None, body: Any = None, url: str | None = None
     ) -> Any:
         """One attempt (plus one repeat after a 401 and a token renewal); returns the decoded JSON."""
-        target = url or self.settings.api_url + path
+        s = self.settings
+        target = url or s.api_url + path
         token = self.tokens.get(self.session)
         resp = self._http(method, target, path, token, params=params, body=body)
         if resp.status_code == 401:
-            error = parse_error_response(resp, method, path)
+            error = parse_error_response(resp, method, path, secrets=secrets_of(s, token))
             if self.tokens.static or not self.tokens.is_token_refusal(error):
                 raise self.tokens.refused_error(error)
             self.tokens.invalidate(token)
-            token = self.tokens.get(self.session)
+            old, token = token, self.tokens.get(self.session)
             resp = self._http(method, target, path, token, params=params, body=body)
             if resp.status_code == 401:
-                raise self.tokens.refused_error(parse_error_response(resp, method, path))
-        return decode_response(self.settings, resp, method, path)
+                error = parse_error_response(resp, method, path, secrets=secrets_of(s, old, token))
+                raise self.tokens.refused_error(error)
+        return decode_response(s, resp, method, path, token=token)
 
     def _request(
         self,
@@ -208,6 +214,7 @@ class FlowServiceHook(BaseHook):
         *,
         start_time: int | None = None,
         delta_column: str | None = None,
+        exclude_run_ids: Collection[str] = (),
     ) -> CreatedRun:
         """Create one on-demand run of ``flow_id`` for ``[window_start, window_end)`` (unix seconds).
 
@@ -217,24 +224,38 @@ class FlowServiceHook(BaseHook):
         answer came in time (read timeout, 504) the server may still be working on it, so the
         look-up is repeated once the server has had another ``read_timeout`` (within the retry
         budget) before the POST is sent again. A 429 or a refused connection never reached Flow
-        Service and is simply sent again.
+        Service and is simply sent again. The look-ups count against ``max_total_seconds``: when
+        it runs out before one can finish, no second POST is sent (:class:`FlowServiceRetryError`).
+
+        :param exclude_run_ids: runs known to exist before this call (e.g. seen by the caller's own
+            look-up): never adopted. Runs that had already ended although created before the first
+            POST (allowing :data:`ENDED_RUN_SKEW_SECONDS`) are never adopted either.
         """
         body = create_run_body(
             flow_id, window_start, window_end, start_time=start_time, delta_column=delta_column
         )
         flow = body["flowId"]
-        since_ms = int((time.time() - CLOCK_SKEW_SECONDS) * 1000)
+        first_ms = int(time.time() * 1000)
+        rule = AdoptionRule(
+            flow,
+            window_start,
+            window_end,
+            since_ms=first_ms - CLOCK_SKEW_SECONDS * 1000,
+            ended_before_ms=first_ms - ENDED_RUN_SKEW_SECONDS * 1000,
+            exclude=frozenset([exclude_run_ids] if isinstance(exclude_run_ids, str) else exclude_run_ids),
+        )
         deadline = time.monotonic() + self.retry_policy.max_total_seconds
         maybe_created = False
         settle_until = 0.0
+        last: list[TransientFailure] = []
 
         def adopt() -> CreatedRun | None:
-            found = self._adoptable_run(flow, window_start, window_end, since_ms)
+            found = self._adoptable_run(rule, deadline, last)
             wait = min(settle_until, deadline) - time.monotonic()
             if found is None and wait > 0:
                 self.log.info("Waiting %.1f s for an unanswered create request to settle.", wait)
                 time.sleep(wait)
-                found = self._adoptable_run(flow, window_start, window_end, since_ms)
+                found = self._adoptable_run(rule, deadline, last)
             if found is None:
                 return None
             self.log.warning(
@@ -253,15 +274,20 @@ class FlowServiceHook(BaseHook):
                 adopted = adopt()
                 if adopted is not None:
                     return adopted
+                if time.monotonic() >= deadline:
+                    raise self._budget_spent(rule, last)
             try:
                 data = self._send_once("POST", "/runs", body=body)
             except TransientFailure as failure:
+                last[:] = [failure]
                 if failure.maybe_processed:
                     maybe_created = True
                     if failure.still_processing:
                         settle_until = time.monotonic() + self.settings.read_timeout
                 raise
-            return parse_created_run(data)
+            cached = self.tokens.cache.peek(self.tokens.key)
+            token = cached.value if cached is not None else None
+            return parse_created_run(data, secrets=secrets_of(self.settings, token))
 
         try:
             created = call_with_retry(self.retry_policy, attempt, method="POST", path="/runs")
@@ -279,22 +305,42 @@ class FlowServiceHook(BaseHook):
         )
         return created
 
+    def _budget_spent(self, rule: AdoptionRule, last: Sequence[TransientFailure]) -> FlowServiceRetryError:
+        """No time left to learn whether an unanswered create made a run: say so, send nothing more."""
+        policy = self.retry_policy
+        cause = f" Last error: {last[-1].description}." if last else ""
+        return FlowServiceRetryError(
+            f"Flow Service POST /runs for flow {rule.flow_id} window [{rule.window_start}, "
+            f"{rule.window_end}): the retry "
+            f"budget (max_total_seconds={policy.max_total_seconds:g}) ran out while checking whether an "
+            "unanswered create attempt had created a run, so no second POST was sent and the run may or "
+            "may not exist. Look for it under the dataflow's runs in Experience Platform; a task retry "
+            "with reuse_existing_run=True finds a running or successful one. Raise RetryPolicy "
+            f"max_total_seconds to give the check more time.{cause}",
+            status_code=last[-1].status_code if last else None,
+            method="POST",
+            url="/runs",
+        )
+
     def _adoptable_run(
-        self, flow_id: str, window_start: int, window_end: int, since_ms: int
+        self, rule: AdoptionRule, deadline: float, last: Sequence[TransientFailure]
     ) -> FlowRun | None:
-        """Newest run of the window created since ``since_ms``; single attempts (the caller retries)."""
-        params: dict[str, Any] | None = runs_params(flow_id, order_by="-createdAt")
+        """Newest run the rule admits; single attempts (the caller retries).
+
+        Bounded by the time budget: past ``deadline`` no further page is read and it raises
+        rather than guess (the first page is always read, so one look-up is always made).
+        """
+        params: dict[str, Any] | None = runs_params(rule.flow_id, order_by="-createdAt")
         url: str | None = None
-        for _ in range(ADOPT_MAX_PAGES):
+        for page in range(ADOPT_MAX_PAGES):
+            if page and time.monotonic() >= deadline:
+                raise self._budget_spent(rule, last)
             data = self._send_once("GET", "/runs", params=params, url=url)
             runs = [FlowRun.from_api(i) for i in items_of(data)]
             for run in runs:
-                if (
-                    matches_window(run, flow_id, window_start, window_end)
-                    and (run.created_at or 0) >= since_ms
-                ):
+                if rule.admits(run):
                     return run
-            if runs and all(r.created_at is not None and r.created_at < since_ms for r in runs):
+            if runs and all(r.created_at is not None and r.created_at < rule.since_ms for r in runs):
                 return None  # newest first: older pages cannot hold it
             nxt = next_page(data, self.settings, params or {})
             if nxt is None:
@@ -492,15 +538,16 @@ class FlowServiceAsyncHook:
         token = await self._token()
         resp = await self._http(method, target, path, token, params=params, body=None)
         if resp.status_code == 401:
-            error = parse_error_response(resp, method, path)
+            error = parse_error_response(resp, method, path, secrets=secrets_of(s, token))
             if tokens.static or not tokens.is_token_refusal(error):
                 raise tokens.refused_error(error)
             tokens.invalidate(token)
-            token = await self._token()
+            old, token = token, await self._token()
             resp = await self._http(method, target, path, token, params=params, body=None)
             if resp.status_code == 401:
-                raise tokens.refused_error(parse_error_response(resp, method, path))
-        return decode_response(s, resp, method, path)
+                error = parse_error_response(resp, method, path, secrets=secrets_of(s, old, token))
+                raise tokens.refused_error(error)
+        return decode_response(s, resp, method, path, token=token)
 
     async def _request(self, method: str, path: str, *, params: Any = None, url: str | None = None) -> Any:
         send: Callable[[], Awaitable[Any]] = lambda: self._send_once(method, path, params=params, url=url)  # noqa: E731

@@ -11,8 +11,11 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+SERVER_ERROR_KINDS = ("500", "502", "503", "504")
+AFTER_CREATE_KINDS = ("drop_after_create", *(f"{k}_after_create" for k in SERVER_ERROR_KINDS))
+"""Faults that let the request be processed (e.g. the run created) and then lose or spoil the answer."""
 FAULT_KINDS = frozenset(
-    {"429", "500", "502", "503", "504", "slow", "drop", "drop_after_create", "reset", "401"}
+    {"429", *SERVER_ERROR_KINDS, "slow", "drop", *AFTER_CREATE_KINDS, "reset", "401"}
 )
 FLOW_SERVICE_PREFIX = "/data/foundation/flowservice"
 MAX_DELAY = 120.0

@@ -16,7 +16,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from airflow_provider_flowservice.testing._faults import FLOW_SERVICE_PREFIX, Fault, FaultPlan
+from airflow_provider_flowservice.testing._faults import (
+    AFTER_CREATE_KINDS,
+    FLOW_SERVICE_PREFIX,
+    Fault,
+    FaultPlan,
+)
 from airflow_provider_flowservice.testing._responses import ApiError, Reply, fail, flow_error, gateway_error
 
 if TYPE_CHECKING:
@@ -201,6 +206,9 @@ class Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "drop_after_create":
             self._drop()
             return
+        if fault is not None and fault.kind in AFTER_CREATE_KINDS:  # processed, then a gateway 5xx
+            status, code = _SERVER_ERRORS[fault.kind.removesuffix("_after_create")]
+            reply = flow_error(status, code, f"Injected fault: upstream answered {status}.")
         self._write(reply, request_id)
 
     def _apply_fault(self, fault: Fault, request_id: str) -> bool:
@@ -209,7 +217,7 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "slow":
             self.server.stopping.wait(fault.delay)
             return False
-        if kind == "drop_after_create":
+        if kind in AFTER_CREATE_KINDS:
             return False
         if kind == "drop":
             self._drop()

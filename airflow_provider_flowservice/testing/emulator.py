@@ -345,7 +345,9 @@ class FlowServiceEmulator:
         ``Retry-After`` when ``retry_after`` is given: seconds or an HTTP date), ``500``/``502``/
         ``503``/``504``, ``slow`` (wait ``delay`` s, then answer), ``drop`` (close without answer,
         not processed), ``drop_after_create`` (process, e.g. create the run, then close without
-        answer), ``reset`` (TCP RST), ``401`` (gateway "token not valid").
+        answer), ``500_after_create``/``502_after_create``/``503_after_create``/``504_after_create``
+        (process, e.g. create the run, then answer that 5xx: a gateway error although the run
+        exists), ``reset`` (TCP RST), ``401`` (gateway "token not valid").
         """
         self._faults.add(
             Fault(

@@ -231,3 +231,25 @@ async def test_hooks_on_one_loop_share_one_http_client(em: FlowServiceEmulator) 
     await hooks[-1].aclose()
     assert shared.is_closed
     assert em.token_requests - token_requests_before == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [("400", FlowServiceApiError), ("503", FlowServiceRetryError), ("401", FlowServiceAuthError)],
+)
+async def test_async_error_messages_never_repeat_an_echoed_token_or_secret(
+    flow_service_emulator: FlowServiceEmulator, echo_conn: str, path: str, error: type[Exception]
+) -> None:
+    from urllib.parse import quote_plus
+
+    em = flow_service_emulator
+    hook = FlowServiceAsyncHook(echo_conn, retry=RetryPolicy(max_attempts=2, initial_backoff=0.01))
+    try:
+        with pytest.raises(error) as caught:
+            await hook.get_run(path)
+    finally:
+        await hook.aclose()
+    secrets = [em.client_secret, quote_plus(em.client_secret), *em.tokens_issued]
+    assert em.tokens_issued
+    message = str(caught.value)
+    assert [s for s in secrets if s in message] == [] and "***" in message

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -300,6 +302,17 @@ def test_find_runs_for_window_is_newest_first(em: FlowServiceEmulator, hook: Flo
     assert hook.find_runs_for_window(flow, W_START + 1, W_END) == []
 
 
+def test_a_run_that_echoes_its_window_in_milliseconds_is_still_found(
+    em: FlowServiceEmulator, hook: FlowServiceHook
+) -> None:
+    flow = em.add_flow(kind="file")
+    run_id = hook.create_run(flow, W_START, W_END).run_id
+    run = em.runs[run_id]
+    run["params"].update(windowStartTime=W_START * 1000, windowEndTime=str(W_END * 1000))
+    run["activities"] = []  # only params say where the window is
+    assert [r.id for r in hook.find_runs_for_window(flow, W_START, W_END)] == [run_id]
+
+
 def test_get_flow_returns_a_typed_flow(em: FlowServiceEmulator, hook: FlowServiceHook) -> None:
     flow = em.add_flow(name="Orders", delta_column="updated_at")
     result = hook.get_flow(flow)
@@ -405,13 +418,27 @@ def test_retry_after_is_honoured(em: FlowServiceEmulator, kind: str) -> None:
     assert second.time - first.time >= 0.9
 
 
-def test_retry_after_is_capped_by_max_backoff(em: FlowServiceEmulator) -> None:
+def test_retry_after_is_honoured_beyond_max_backoff(em: FlowServiceEmulator) -> None:
+    flow = em.add_flow()
+    em.inject("429", retry_after="0.5")
+    hook = FlowServiceHook(retry=RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.05))
+    assert hook.get_flow(flow).id == flow
+    first, second = fs_requests(em)
+    assert second.time - first.time >= 0.45  # the server's 0.5 s, not max_backoff's 0.05 s
+
+
+def test_retry_after_longer_than_the_budget_fails_at_once_saying_so(em: FlowServiceEmulator) -> None:
     flow = em.add_flow()
     em.inject("429", retry_after="3600")
     hook = FlowServiceHook(retry=RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.2))
     started = time.monotonic()
-    hook.get_flow(flow)
+    with pytest.raises(FlowServiceRetryError) as caught:
+        hook.get_flow(flow)
     assert time.monotonic() - started < 3
+    message = str(caught.value)
+    assert "the server asked to wait 3600 s (Retry-After)" in message
+    assert "max_total_seconds=300" in message and "429050" in message
+    assert len(fs_requests(em)) == 1
 
 
 @pytest.mark.parametrize("fault", ["500", "502", "503", "504", "reset", "drop"])
@@ -520,11 +547,110 @@ def test_create_does_not_adopt_an_older_run_of_the_same_window(
     assert len(em.runs_for_flow(flow)) == 2
 
 
+def _age(em: FlowServiceEmulator, run_id: str, seconds: float) -> None:
+    """Make a run look ``seconds`` older (within the clock-skew allowance, not the small skew)."""
+    em.runs[run_id]["createdAt"] -= int(seconds * 1000)
+
+
+@pytest.mark.parametrize("outcome", ["failed", "success"])
+def test_create_never_adopts_an_earlier_run_that_had_already_ended(
+    em: FlowServiceEmulator, hook: FlowServiceHook, outcome: str
+) -> None:
+    """Default skews: an earlier try's run of the window, ended a minute ago, is not ours."""
+    flow = em.add_flow(kind="file", outcome=outcome, seconds_to_finish=0)
+    old = hook.create_run(flow, W_START, W_END).run_id
+    assert hook.get_run(old).status.is_terminal
+    _age(em, old, 60)  # well inside CLOCK_SKEW_SECONDS (120 s)
+    em.reset_requests()
+    em.inject("500", method="POST")  # ambiguous failure; nothing was created
+    new = hook.create_run(flow, W_START, W_END)
+    assert new.run_id != old and new.adopted is False
+    assert len(em.runs_for_flow(flow)) == 2
+    assert [(r.method, r.fault) for r in fs_requests(em)] == [("POST", "500"), ("GET", None), ("POST", None)]
+
+
+def test_create_adopts_its_own_run_even_when_it_already_failed(
+    em: FlowServiceEmulator, hook: FlowServiceHook
+) -> None:
+    """The older ended run is skipped; the one the unanswered POST made is adopted, failed or not."""
+    flow = em.add_flow(kind="file", outcome="failed", seconds_to_finish=0)
+    old = hook.create_run(flow, W_START, W_END).run_id
+    _age(em, old, 60)
+    em.inject("503_after_create", method="POST")
+    new = hook.create_run(flow, W_START, W_END)
+    assert new.adopted is True and new.run_id != old
+    assert [r["id"] for r in em.runs_for_flow(flow)] == [old, new.run_id]
+    assert hook.get_run(new.run_id).status.is_terminal  # it had ended when it was adopted
+    assert len(fs_requests(em, "POST")) == 2  # the old run's and the 503 one: nothing more
+
+
+@pytest.mark.parametrize("as_list", [True, False], ids=["list", "one-string"])
+def test_create_never_adopts_an_excluded_run(
+    em: FlowServiceEmulator, hook: FlowServiceHook, as_list: bool
+) -> None:
+    """A run the caller saw before creating (still running, just created) is never taken for ours."""
+    flow = em.add_flow(kind="file", polls_to_finish=5)
+    seen = hook.create_run(flow, W_START, W_END).run_id
+    em.inject("500", method="POST")
+    new = hook.create_run(flow, W_START, W_END, exclude_run_ids=[seen] if as_list else seen)
+    assert new.run_id != seen and new.adopted is False
+    assert len(em.runs_for_flow(flow)) == 2
+
+
+def test_create_without_exclusions_may_adopt_a_recent_running_run(
+    em: FlowServiceEmulator, hook: FlowServiceHook
+) -> None:
+    """Why ``exclude_run_ids`` exists: a running run from seconds ago is indistinguishable from ours."""
+    flow = em.add_flow(kind="file", polls_to_finish=5)
+    seen = hook.create_run(flow, W_START, W_END).run_id
+    em.inject("500", method="POST")
+    assert hook.create_run(flow, W_START, W_END).run_id == seen
+
+
+@pytest.mark.parametrize("fault", [f"{status}_after_create" for status in (500, 502, 503, 504)])
+def test_create_after_a_5xx_that_created_the_run_adopts_it(
+    em: FlowServiceEmulator, hook: FlowServiceHook, fault: str
+) -> None:
+    flow = em.add_flow(kind="file")
+    em.inject(fault, method="POST")
+    created = hook.create_run(flow, W_START, W_END)
+    assert [r["id"] for r in em.runs_for_flow(flow)] == [created.run_id]
+    assert created.adopted is True
+    assert [(r.method, r.fault) for r in fs_requests(em)] == [("POST", fault), ("GET", None)]
+
+
+def test_create_lookup_stops_at_the_time_budget_and_sends_no_second_post(
+    em: FlowServiceEmulator,
+) -> None:
+    """Slow look-up pages would run past max_total_seconds: it stops there rather than POST blind."""
+    em.page_size = 1
+    flow = em.add_flow(kind="file")
+    policy = RetryPolicy(max_attempts=6, initial_backoff=0.01, max_backoff=0.02, max_total_seconds=0.6)
+    hook = FlowServiceHook(retry=policy)
+    for i in range(1, 6):  # recent runs of other windows: the look-up must page past them
+        hook.create_run(flow, W_START + i * 10, W_START + i * 10 + 5)
+    em.reset_requests()
+    em.inject("500", method="POST")
+    em.inject("slow", method="GET", path="/flowservice/runs", delay=0.35, times=10)
+    started = time.monotonic()
+    with pytest.raises(FlowServiceRetryError) as caught:
+        hook.create_run(flow, W_START, W_END)
+    assert time.monotonic() - started < 1.5  # about one page past the budget, not five
+    message = str(caught.value)
+    assert "ran out while checking whether an unanswered create attempt had created a run" in message
+    assert "no second POST was sent" in message and "max_total_seconds=0.6" in message
+    assert len(fs_requests(em, "POST")) == 1
+    assert 1 <= len(fs_requests(em, "GET")) <= 3
+    em.clear_faults()
+
+
 def test_create_under_random_faults_makes_exactly_one_run_per_window(
     em: FlowServiceEmulator, hook: FlowServiceHook
 ) -> None:
     flow = em.add_flow(kind="file")
-    em.set_random_faults(0.4, ["500", "503", "drop", "drop_after_create", "reset", "429"], seed=7)
+    em.set_random_faults(
+        0.4, ["500", "503", "drop", "drop_after_create", "503_after_create", "reset", "429"], seed=7
+    )
     policy = RetryPolicy(max_attempts=12, initial_backoff=0.01, max_backoff=0.02, max_total_seconds=30)
     hook = FlowServiceHook(retry=policy)
     created = [hook.create_run(flow, W_START + i * 10, W_START + i * 10 + 5) for i in range(10)]
@@ -534,6 +660,52 @@ def test_create_under_random_faults_makes_exactly_one_run_per_window(
         by_window.setdefault(int(run["params"]["windowStartTime"]), []).append(run["id"])
     assert {k: len(v) for k, v in by_window.items()} == {W_START + i * 10: 1 for i in range(10)}
     assert [c.run_id for c in created] == [by_window[W_START + i * 10][0] for i in range(10)]
+
+
+# ---------------------------------------------------------------- no secret in messages
+
+
+def _leaks(text: str, em: FlowServiceEmulator) -> list[str]:
+    from urllib.parse import quote_plus
+
+    secrets = [em.client_secret, quote_plus(em.client_secret), *em.tokens_issued]
+    return [s for s in secrets if s and s in text]
+
+
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [
+        ("400", FlowServiceApiError),
+        ("404", FlowServiceApiError),
+        ("503", FlowServiceRetryError),
+        ("401", FlowServiceAuthError),
+        ("notjson", FlowServiceApiError),
+    ],
+)
+def test_error_messages_never_repeat_an_echoed_token_or_secret(
+    flow_service_emulator: FlowServiceEmulator, echo_conn: str, path: str, error: type[Exception]
+) -> None:
+    em = flow_service_emulator
+    hook = FlowServiceHook(echo_conn, retry=RetryPolicy(max_attempts=2, initial_backoff=0.01))
+    with pytest.raises(error) as caught:
+        hook.get_run(path)
+    exc = caught.value
+    assert em.tokens_issued, "the token really came from IMS and was sent"
+    texts = [str(exc), repr(exc.args), *(str(getattr(exc, a, "")) for a in ("title", "detail", "request_id"))]
+    assert [leak for t in texts for leak in _leaks(t, em)] == []
+    assert "***" in str(exc)  # the echo is there, redacted
+
+
+def test_redaction_covers_the_adoption_path_and_a_static_token(
+    flow_service_emulator: FlowServiceEmulator, echo_conn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn = json.loads(os.environ["AIRFLOW_CONN_AEP_ECHO"])
+    conn["password"] = None
+    conn["extra"]["access_token"] = "static-token-0123456789"
+    monkeypatch.setenv("AIRFLOW_CONN_AEP_ECHO_STATIC", json.dumps(conn))
+    with pytest.raises(FlowServiceApiError) as caught:
+        FlowServiceHook("aep_echo_static", retry=FAST).get_run("400")
+    assert "static-token-0123456789" not in str(caught.value) and "***" in str(caught.value)
 
 
 # ---------------------------------------------------------------- redirects, TLS rules
@@ -729,30 +901,103 @@ def test_next_page_link_to_another_host_or_scheme_is_refused(href: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "fragment"),
+    ("host", "href"),
     [
-        (("", W_START, W_END), "flow_id"),
-        (("a/b", W_START, W_END), "flow_id"),
-        (("f", W_START * 1000, W_END * 1000), "not milliseconds"),
-        (("f", W_END, W_START), "not after window_start"),
-        (("f", W_START, W_START), "not after window_start"),
-        (("f", str(W_START), W_END), "not an integer"),
-        (("f", True, W_END), "not an integer"),
-        (("f", -1, W_END), "out of range"),
+        ("https://platform.adobe.io", "https://platform.adobe.io:443/data/foundation/flowservice/runs?x=1"),
+        ("https://platform.adobe.io", "https://PLATFORM.Adobe.io/data/foundation/flowservice/runs?x=1"),
+        ("https://platform.adobe.io:443", "https://platform.adobe.io/data/foundation/flowservice/runs?x=1"),
+        ("http://127.0.0.1:8765", "http://localhost:8765/data/foundation/flowservice/runs?x=1"),
+    ],
+    ids=["explicit-443", "host-case", "configured-443", "other-loopback-name"],
+)
+def test_next_page_link_compares_origins_not_raw_netlocs(host: str, href: str) -> None:
+    from airflow_provider_flowservice.hooks._api import next_page
+
+    data = {"_links": {"next": {"href": href}}}
+    if "localhost" in href:  # another name for the host is another origin: refused
+        with pytest.raises(FlowServiceApiError, match="refusing to send credentials"):
+            next_page(data, _settings(host), {})
+        return
+    url, params = next_page(data, _settings(host), {})  # type: ignore[misc]
+    assert url == href.split("?", maxsplit=1)[0] and params == {"x": "1"}
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        "https://platform.adobe.io:8443/data/foundation/flowservice/runs?x=1",
+        "https://platform.adobe.io:80/data/foundation/flowservice/runs?x=1",
+        "https://platform.adobe.io:notaport/runs?x=1",
+        "https://user@evil.example.com:443/runs?x=1",
     ],
 )
-def test_create_run_body_validation(args: tuple[Any, ...], fragment: str) -> None:
+def test_next_page_link_to_another_port_is_refused(href: str) -> None:
+    from airflow_provider_flowservice.hooks._api import next_page
+
+    with pytest.raises(FlowServiceApiError, match="refusing to send credentials"):
+        next_page({"_links": {"next": {"href": href}}}, _settings(), {})
+
+
+FLOW = "3abea21c-7e36-4be1-bec1-d3bad0e3e0de"
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "fragment"),
+    [
+        (("", W_START, W_END), {}, "flow_id '' is not a dataflow id: Flow Service expects a UUID"),
+        (("a/b", W_START, W_END), {}, "flow_id 'a/b' is not a dataflow id"),
+        (("my-dataflow", W_START, W_END), {}, "not the source connection id"),
+        ((FLOW, W_START * 1000, W_END * 1000), {}, "looks like unix milliseconds"),
+        ((FLOW, W_START, 16515859567), {}, "window_end 16515859567 is after 2200-01-01"),
+        ((FLOW, W_END, W_START), {}, "Run window is inverted"),
+        ((FLOW, W_START, W_START), {}, "Run window is empty"),
+        ((FLOW, str(W_START), W_END), {}, "not an integer"),
+        ((FLOW, True, W_END), {}, "not an integer"),
+        ((FLOW, -1, W_END), {}, "is before 1970-01-01"),
+        ((FLOW, W_START, W_END), {"start_time": 1663735590000}, "start_time 1663735590000 looks like unix"),
+        ((FLOW, W_START, W_END), {"delta_column": "  "}, "delta_column '  ' is not a column name"),
+    ],
+)
+def test_create_run_body_validation(args: tuple[Any, ...], kwargs: dict[str, Any], fragment: str) -> None:
     from airflow_provider_flowservice.hooks._api import create_run_body
 
-    with pytest.raises(FlowServiceConfigError, match=fragment):
-        create_run_body(*args)
+    with pytest.raises(FlowServiceConfigError, match=re.escape(fragment)):
+        create_run_body(*args, **kwargs)
 
 
-def test_create_run_body_rejects_a_blank_delta_column() -> None:
+@pytest.mark.parametrize(
+    ("value", "name"),
+    [("my-dataflow", "flow_id"), (16515859567, "window_end"), (W_END * 1000, "window_end")],
+)
+def test_create_run_refuses_what_the_operator_refuses_before_sending(
+    em: FlowServiceEmulator, hook: FlowServiceHook, value: Any, name: str
+) -> None:
+    """The hook checks like the operator (window.py), with the same message, and sends nothing."""
+    from airflow_provider_flowservice.window import resolve_window, validate_flow_id
+
+    arguments: dict[str, Any] = {"flow_id": em.add_flow(), "window_start": W_START, "window_end": W_END}
+    arguments[name] = value
+    with pytest.raises(FlowServiceConfigError) as from_hook:
+        hook.create_run(**arguments)
+    with pytest.raises(FlowServiceConfigError) as from_window:
+        validate_flow_id(value) if name == "flow_id" else resolve_window(W_START, value)
+    assert str(from_hook.value) == str(from_window.value)
+    assert em.requests == []  # not even a token request
+
+
+def test_create_run_body_sends_seconds_as_strings() -> None:
     from airflow_provider_flowservice.hooks._api import create_run_body
 
-    with pytest.raises(FlowServiceConfigError, match="delta_column"):
-        create_run_body("f", W_START, W_END, delta_column="  ")
+    body = create_run_body(f" {FLOW} ", W_START, W_END, start_time=1663735590, delta_column=" DOB ")
+    assert body == {
+        "flowId": FLOW,
+        "params": {
+            "windowStartTime": str(W_START),
+            "windowEndTime": str(W_END),
+            "startTime": "1663735590",
+            "deltaColumn": {"name": "DOB"},
+        },
+    }
 
 
 @pytest.mark.parametrize(

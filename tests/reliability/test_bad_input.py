@@ -234,7 +234,7 @@ def test_bad_input_row(key: str, emu: FlowServiceEmulator, define_conn: Callable
 
 
 def test_every_doc_row_has_a_test() -> None:
-    tested = {c.row for c in CASES.values()} | {UNKNOWN_STATUS_ROW, SENSOR_ROW, ALLOW_HTTP_ROW}
+    tested = {c.row for c in CASES.values()} | {UNKNOWN_STATUS_ROW, SENSOR_ROW, ALLOW_HTTP_ROW, TLS_ROW}
     assert set(doc_rows()) - {"What you did"} == tested
 
 
@@ -294,3 +294,27 @@ def test_plain_http_is_accepted_on_opt_in(emu: FlowServiceEmulator, define_conn:
     assert loopback.base_url.startswith("http://127.0.0.1:") and not loopback.allow_insecure_http
     assert emu.requests == []
     assert doc_rows()[ALLOW_HTTP_ROW][3].lower().startswith("n/a")
+
+
+TLS_ROW = "host is `https://` with a certificate the worker does not trust (private CA, self-signed)"
+
+
+def test_untrusted_certificate_fails_at_once_naming_the_fix(
+    emu: FlowServiceEmulator, define_conn: Callable[..., str], self_signed_url: str
+) -> None:
+    """Permanent: one attempt, no retries, and the message says which extra to set."""
+    conn_id = define_conn("my_aep", host=self_signed_url)
+    started = time.monotonic()
+    slow_retries = {"max_attempts": 6, "initial_backoff": 2}
+    op = make_op(emu.add_flow(), flow_service_conn_id=conn_id, retry=slow_retries)
+    done = execute(op, context_for(first_try()), raise_error=False)
+    assert time.monotonic() - started < 3  # not retried: six attempts 2 s apart would take far longer
+    error = done.error
+    assert isinstance(error, FlowServiceApiError) and error.status_code is None, error
+    message = str(error)
+    assert self_signed_url.removeprefix("https://") in message  # the bad value
+    row = doc_rows()[TLS_ROW]
+    for piece in shown_pieces(row[1]):
+        assert piece in message, f"the README's errors table shows {piece!r}, the code says {message!r}"
+    assert row[3].lower().startswith("no")
+    assert posts(emu) == []  # the run was never created

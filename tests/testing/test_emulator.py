@@ -492,6 +492,34 @@ def test_fault_drop_after_create_creates(emu: FlowServiceEmulator, api: Api) -> 
     assert emu.requests[-1].fault == "drop_after_create"
 
 
+@pytest.mark.parametrize(
+    ("kind", "code"),
+    [
+        ("500_after_create", "1101-500"),
+        ("502_after_create", "1102-502"),
+        ("503_after_create", "1103-503"),
+        ("504_after_create", "1104-504"),
+    ],
+)
+def test_fault_server_error_after_create_creates_the_run(
+    emu: FlowServiceEmulator, api: Api, kind: str, code: str
+) -> None:
+    """The gateway answers 5xx although the run was created (the likeliest real duplicate source)."""
+    flow = emu.add_flow()
+    emu.inject(kind, method="POST", path="/runs")
+    response = api.post_run(flow)
+    assert response.status_code == int(kind[:3]) and flow_code(response) == code
+    assert len(emu.runs_for_flow(flow)) == 1  # created all the same
+    assert emu.requests[-1].fault == kind
+    assert api.post_run(flow).status_code == 200  # one-shot
+    assert len(emu.runs_for_flow(flow)) == 2
+
+
+def test_unknown_fault_kind_names_the_after_create_kinds(emu: FlowServiceEmulator) -> None:
+    with pytest.raises(ValueError, match="503_after_create"):
+        emu.inject("503-after-create")
+
+
 def test_fault_reset(emu: FlowServiceEmulator, api: Api) -> None:
     flow = emu.add_flow()
     emu.inject("reset")
