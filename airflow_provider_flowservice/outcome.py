@@ -14,7 +14,7 @@ trigger events), so deferred and blocking paths give the same messages.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from airflow_provider_flowservice.exceptions import FlowServiceError, FlowServiceRunError
@@ -26,9 +26,6 @@ log = logging.getLogger(__name__)
 
 RunLike = FlowRun | Mapping[str, Any]
 """A :class:`FlowRun` or a ``FlowRun.summary()`` dict."""
-
-#: At most this many errors are written into one message (the count of the rest is given).
-MAX_ERRORS_SHOWN = 20
 
 #: ``status`` values of the trigger's event (here so the operator and sensor need not import the
 #: trigger module, and with it ``airflow.triggers.base``, when a DAG file is parsed).
@@ -44,26 +41,50 @@ def as_summary(run: RunLike) -> dict[str, Any]:
     return dict(run)
 
 
-def run_errors(run: RunLike) -> tuple[RunError, ...]:
-    """All errors a run reports (status summary and activities), deduplicated, in order."""
+def _reported_errors(run: RunLike) -> list[RunError]:
+    """Every error as reported, repeats kept (a summary item may carry ``count``), in order."""
     if isinstance(run, FlowRun):
-        return run.errors
-    errors = []
+        return list(run.errors)
+    errors: list[RunError] = []
     for item in run.get("errors") or ():
         if isinstance(item, RunError):
             errors.append(item)
         elif isinstance(item, Mapping):
-            errors.append(RunError(code=str(item.get("code") or ""), message=str(item.get("message") or "")))
-    return tuple(dict.fromkeys(errors))
+            error = RunError(code=str(item.get("code") or ""), message=str(item.get("message") or ""))
+            errors.extend([error] * _count(item.get("count")))
+    return errors
 
 
-def format_errors(errors: Sequence[RunError]) -> str:
-    """Errors as ``CODE: message; CODE: message`` (bounded; the rest counted)."""
-    if not errors:
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
+
+
+def run_errors(run: RunLike) -> tuple[RunError, ...]:
+    """All errors a run reports (status summary and activities), deduplicated, in order."""
+    return tuple(dict.fromkeys(_reported_errors(run)))
+
+
+def count_errors(errors: Iterable[RunError]) -> list[tuple[RunError, int]]:
+    """Distinct errors (same code and message) with how often each was reported, first seen first.
+
+    An error object with a ``count`` attribute counts that many times.
+    """
+    counts: dict[tuple[str, str], list[Any]] = {}
+    for error in errors:
+        key = (error.code, error.message)
+        entry = counts.setdefault(key, [error, 0])
+        entry[1] += _count(getattr(error, "count", 1))
+    return [(error, n) for error, n in counts.values()]
+
+
+def format_errors(errors: Iterable[RunError]) -> str:
+    """Every distinct error as ``CODE: message; CODE: message (x37)``: repeats are counted, not hidden."""
+    counted = count_errors(errors)
+    if not counted:
         return "no error details reported"
-    shown = "; ".join(str(e) for e in errors[:MAX_ERRORS_SHOWN])
-    if len(errors) > MAX_ERRORS_SHOWN:
-        shown += f"; ... and {len(errors) - MAX_ERRORS_SHOWN} more"
+    shown = "; ".join(
+        (f"{str(e).rstrip('. ')} (x{n})" if n > 1 else str(e)) for e, n in counted
+    )
     # Callers end the sentence themselves; a message's own full stop would double it.
     return shown.rstrip(". ")
 
@@ -97,12 +118,13 @@ def apply_outcome(
     raw = summary.get("status")
     status = run_status(run)
     errors = run_errors(run)
+    reported = _reported_errors(run)
     where = f" See {run_url}" if run_url else ""
 
     if status is FlowRunStatus.FAILED:
         raise FlowServiceRunError(
             f"Flow run {run_id} (flow {summary.get('flow_id')}) ended with status {raw!r}. "
-            f"Errors: {format_errors(errors)}.{where}",
+            f"Errors: {format_errors(reported)}.{where}",
             run_id=run_id,
             status=str(raw),
             errors=errors,
@@ -111,7 +133,7 @@ def apply_outcome(
         if not allow_partial_success:
             raise FlowServiceRunError(
                 f"Flow run {run_id} (flow {summary.get('flow_id')}) ended with status {raw!r}: some "
-                f"records were not ingested. Errors: {format_errors(errors)}. To accept partial "
+                f"records were not ingested. Errors: {format_errors(reported)}. To accept partial "
                 f"ingestion, set allow_partial_success=True.{where}",
                 run_id=run_id,
                 status=str(raw),
@@ -121,7 +143,7 @@ def apply_outcome(
             "Flow run %s ended with status %r; accepted because allow_partial_success=True. Errors: %s",
             run_id,
             raw,
-            format_errors(errors),
+            format_errors(reported),
         )
         return status
     if status is FlowRunStatus.SUCCESS:
@@ -129,7 +151,7 @@ def apply_outcome(
             logger.warning(
                 "Flow run %s succeeded but reported errors below the dataflow's error threshold: %s",
                 run_id,
-                format_errors(errors),
+                format_errors(reported),
             )
         return status
     raise FlowServiceError(f"Flow run {run_id} has not finished (status {raw!r}); no outcome to apply yet.")
@@ -166,7 +188,7 @@ def format_summary(run: RunLike, *, window: Any | None = None) -> str:
 
     duration = s.get("duration_seconds")
     duration_text = f"{duration:.1f} s" if isinstance(duration, int | float) else "not reported"
-    errors = run_errors(run)
+    errors = _reported_errors(run)
     lines = [
         f"Flow run {s.get('run_id')} finished: status {s.get('status')!r}",
         f"  flow:     {s.get('flow_id')}",

@@ -7,7 +7,6 @@ module re-exports from it and only adds what it does not cover.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from airflow import __version__ as _airflow_version
@@ -32,23 +31,40 @@ AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
 AIRFLOW_V_3_0_PLUS = Version("3.0.0") <= AIRFLOW_VERSION
 AIRFLOW_V_3_3_PLUS = Version("3.3.0") <= AIRFLOW_VERSION
 
-# Retention for task_state_store entries that must outlive every retry (Airflow 3.3+ only; None
-# elsewhere, meaning "use the store's default retention").
-TASK_STATE_NEVER_EXPIRE: timedelta | None
-try:
-    from airflow.sdk.execution_time.context import NEVER_EXPIRE as TASK_STATE_NEVER_EXPIRE
-except ImportError:  # Airflow < 3.3
-    TASK_STATE_NEVER_EXPIRE = None
 
 def get_task_state_store(context: Context) -> Any | None:
     """The task's durable state across tries (Airflow 3.3+), or None where Airflow has none."""
     return context.get("task_state_store") if AIRFLOW_V_3_3_PLUS else None
 
 
+def push_extra_link_url(ti: Any, link: Any, url: str) -> None:
+    """Make an extra link show ``url`` now, while the task is still running.
+
+    Airflow 3's API server renders a link from the XCom ``link.xcom_key``, which the task runner
+    writes only when the task ends or defers; this writes it at once, to the metadata database as
+    the runner does (``XCom._set_xcom_in_db``), bypassing a custom XCom backend the API server does
+    not read. Airflow 2 renders links by calling ``get_link`` in the webserver: nothing to do.
+    """
+    if not AIRFLOW_V_3_0_PLUS:
+        return
+    set_in_db = getattr(XCom, "_set_xcom_in_db", None)
+    names = ("dag_id", "task_id", "run_id")
+    if set_in_db is not None and all(isinstance(getattr(ti, n, None), str) for n in names):
+        set_in_db(
+            key=link.xcom_key,
+            value=url,
+            dag_id=ti.dag_id,
+            task_id=ti.task_id,
+            run_id=ti.run_id,
+            map_index=getattr(ti, "map_index", -1),
+        )
+    else:
+        ti.xcom_push(key=link.xcom_key, value=url)
+
+
 __all__ = [
     "AIRFLOW_V_3_0_PLUS",
     "AIRFLOW_V_3_3_PLUS",
-    "TASK_STATE_NEVER_EXPIRE",
     "AirflowException",
     "AirflowFailException",
     "AirflowSensorTimeout",
@@ -63,4 +79,5 @@ __all__ = [
     "conf",
     "get_task_state_store",
     "mask_secret",
+    "push_extra_link_url",
 ]

@@ -17,12 +17,15 @@ import os
 from datetime import timedelta
 
 import pendulum
-from airflow.timetables.interval import CronDataIntervalTimetable
 
 try:  # Airflow 3.x
     from airflow.sdk import DAG
 except ImportError:  # Airflow 2.x
     from airflow import DAG
+try:  # the public Task SDK name, where Airflow has it (3.x)
+    from airflow.sdk import CronDataIntervalTimetable
+except ImportError:  # Airflow 2.x
+    from airflow.timetables.interval import CronDataIntervalTimetable  # type: ignore[no-redef]
 
 from airflow_provider_flowservice.operators.flow_service import FlowServiceCreateRunOperator
 

@@ -9,8 +9,8 @@ import pytest
 from airflow_provider_flowservice.exceptions import FlowServiceError, FlowServiceRunError
 from airflow_provider_flowservice.models import FlowRun, RunError
 from airflow_provider_flowservice.outcome import (
-    MAX_ERRORS_SHOWN,
     apply_outcome,
+    count_errors,
     format_errors,
     format_summary,
     run_errors,
@@ -134,12 +134,32 @@ def test_non_terminal_is_a_caller_error(as_input, status):
     assert not isinstance(err.value, FlowServiceRunError)
 
 
-def test_errors_are_bounded_in_message():
-    errors = [RunError(f"C-{i}", "m") for i in range(MAX_ERRORS_SHOWN + 5)]
-    text = format_errors(errors)
-    assert "C-0: m" in text and f"C-{MAX_ERRORS_SHOWN - 1}: m" in text
-    assert f"C-{MAX_ERRORS_SHOWN}:" not in text
-    assert text.endswith("and 5 more")
+def test_every_distinct_error_is_shown_and_repeats_are_counted():
+    distinct = [RunError(f"C-{i}", f"message {i}.") for i in range(60)]
+    repeated = [RunError("CONNECTOR-2001-500", "Source unreachable")] * 37
+    text = format_errors([*distinct[:10], *repeated, *distinct[10:]])
+    assert all(f"C-{i}: message {i}" in text for i in range(60))  # nothing hidden
+    assert text.count("CONNECTOR-2001-500") == 1
+    assert "CONNECTOR-2001-500: Source unreachable (x37)" in text
+    assert text.index("C-9:") < text.index("CONNECTOR-2001-500") < text.index("C-10:")  # first seen first
+    assert "(x" not in text.replace("(x37)", "")
+    assert ".." not in text and not text.endswith(".")
+
+
+def test_error_counts_from_summary_items_and_count_attributes():
+    class Counted(RunError):
+        count = 5
+
+    assert count_errors([RunError("A", "a"), Counted("A", "a"), RunError("B", "b")]) == [
+        (RunError("A", "a"), 6),
+        (RunError("B", "b"), 1),
+    ]
+    summary = {"run_id": "r", "status": "failed", "errors": [{**E1, "count": 12}, E2, E2]}
+    with pytest.raises(FlowServiceRunError) as err:
+        apply_outcome(summary)
+    assert f"{E1['code']}: {E1['message']} (x12)" in str(err.value)
+    assert f"{E2['code']}: {E2['message']} (x2)" in str(err.value)
+    assert err.value.errors == (RunError(**E1), RunError(**E2))  # distinct, for code that reads them
 
 
 def test_run_errors_and_status_from_dict_dedupe():

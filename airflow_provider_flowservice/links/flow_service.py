@@ -23,3 +23,11 @@ class FlowServiceRunLink(BaseOperatorLink):
         """Return the run URL pushed by the task, or "" when there is none."""
         value = XCom.get_value(ti_key=ti_key, key=RUN_URL_XCOM_KEY)
         return value if isinstance(value, str) else ""
+
+
+def pushed_run_url(ti: Any) -> str | None:
+    """The run URL ``ti`` pushed earlier in this try (e.g. before deferring), or None."""
+    if ti is None:
+        return None
+    value = ti.xcom_pull(task_ids=ti.task_id, key=RUN_URL_XCOM_KEY, map_indexes=getattr(ti, "map_index", -1))
+    return value if isinstance(value, str) and value else None

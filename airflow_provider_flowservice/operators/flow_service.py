@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -19,16 +19,20 @@ from airflow_provider_flowservice.exceptions import (
     FlowServiceError,
     FlowServiceTimeoutError,
 )
-from airflow_provider_flowservice.links.flow_service import RUN_URL_XCOM_KEY, FlowServiceRunLink
+from airflow_provider_flowservice.links.flow_service import (
+    RUN_URL_XCOM_KEY,
+    FlowServiceRunLink,
+    pushed_run_url,
+)
 from airflow_provider_flowservice.models import FlowRun
 from airflow_provider_flowservice.outcome import EVENT_TERMINAL, EVENT_TIMEOUT, apply_outcome, format_summary
 from airflow_provider_flowservice.retry import is_transient
 from airflow_provider_flowservice.status import FlowRunStatus, RunState
 from airflow_provider_flowservice.version_compat import (
-    TASK_STATE_NEVER_EXPIRE,
     BaseOperator,
     conf,
     get_task_state_store,
+    push_extra_link_url,
 )
 from airflow_provider_flowservice.window import (
     Window,
@@ -45,19 +49,31 @@ if TYPE_CHECKING:
     from airflow_provider_flowservice.retry import RetryPolicy
     from airflow_provider_flowservice.version_compat import Context
 
-#: task_state_store key holding the run this task instance created (Airflow 3.3+).
+#: task_state_store key holding this task instance's flow run (Airflow 3.3+).
 TASK_STATE_KEY = "flow_service_run"
+#: How long the stored entry is kept. It is trusted only within the sequence of tries that wrote
+#: it (a clear starts a new one), so it must outlive a retry sequence, not the DAG run; deleting
+#: the DAG run deletes it at once. Explicit, so a short ``[state_store] default_retention_days``
+#: cannot drop it between two retries.
+TASK_STATE_RETENTION = timedelta(days=30)
+#: At most this many ids of runs that existed before the sequence's first create are stored.
+MAX_PRE_EXISTING_IDS = 100
 DEFAULT_TIMEOUT_SECONDS = 24 * 3600.0
 
 
-def is_automatic_retry(try_number: int, max_tries: int, retries: int) -> bool:
-    """True when this try is an automatic retry, False on a first try (new DAG run or a clear).
+def first_try_of_sequence(max_tries: int, retries: int) -> int:
+    """The try number that began the current sequence of tries (a first try and its automatic retries).
 
     Airflow sets ``max_tries = retries`` for a new task instance and ``max_tries = try_number +
-    retries`` when a task is cleared, so the first try of either has
-    ``try_number == max_tries - retries + 1``; only automatic retries come after it.
+    retries`` when a task is cleared, so the sequence's first try is ``max_tries - retries + 1``:
+    it changes with every clear and stays the same through automatic retries.
     """
-    return try_number > max_tries - retries + 1
+    return max_tries - retries + 1
+
+
+def is_automatic_retry(try_number: int, max_tries: int, retries: int) -> bool:
+    """True when this try is an automatic retry, False on a first try (new DAG run or a clear)."""
+    return try_number > first_try_of_sequence(max_tries, retries)
 
 
 @dataclass(frozen=True)
@@ -68,6 +84,30 @@ class _RunRequest:
     window: Window
     delta_column: str | None
     start_time: int | None
+
+    def matches(self, entry: Mapping[str, Any]) -> bool:
+        """True when a stored entry is for this flow and window."""
+        return entry.get("flow_id") == self.flow_id and (
+            entry.get("window_start"),
+            entry.get("window_end"),
+        ) == (self.window.start, self.window.end)
+
+
+@dataclass
+class _Sequence:
+    """Where this try stands in its sequence of tries, and what that sequence already did.
+
+    ``entry`` is the sequence's task_state_store entry (Airflow 3.3+), None when there is no store
+    or no entry written by this sequence; ``started_at`` (epoch seconds) is the DAG run's start,
+    the time cutoff used without an entry.
+    """
+
+    first_try: int
+    retry: bool
+    store: Any | None = None
+    entry: dict[str, Any] | None = None
+    started_at: float | None = None
+    seen: list[str] = field(default_factory=list)
 
 
 class FlowServiceCreateRunOperator(BaseOperator):
@@ -175,6 +215,7 @@ class FlowServiceCreateRunOperator(BaseOperator):
         ti = context["ti"]
         ti.xcom_push(key=RUN_URL_XCOM_KEY, value=run_url)
         ti.xcom_push(key="return_value", value=run_id)
+        self._push_link(ti, run_url)
         self.log.info("Flow run id: %s  (Experience Platform: %s)", run_id, run_url)
 
         if not self.wait_for_completion:
@@ -192,15 +233,23 @@ class FlowServiceCreateRunOperator(BaseOperator):
             )
             # Imported here, not at module level: it pulls in airflow.triggers.base, which a DAG
             # file being parsed does not need.
-            from airflow_provider_flowservice.triggers.flow_service import FlowServiceRunTrigger
+            from airflow_provider_flowservice.triggers.flow_service import (
+                FlowServiceRunTrigger,
+                deferral_end_time,
+            )
 
             self.defer(
                 trigger=FlowServiceRunTrigger(
                     run_id=run_id,
                     flow_service_conn_id=self.flow_service_conn_id,
                     poll_interval=self.poll_interval,
-                    end_time=self._deferral_end_time(context, timeout),
-                    retry=self.retry.to_dict() if self.retry is not None else None,
+                    end_time=deferral_end_time(
+                        timeout,
+                        execution_timeout=self.execution_timeout,
+                        started_at=getattr(ti, "start_date", None),
+                    ),
+                    # The hook's effective policy, as values: the triggerer uses exactly these.
+                    retry=hook.retry_policy.to_dict(),
                     flow_id=flow_id,
                 ),
                 method_name="execute_complete",
@@ -217,7 +266,12 @@ class FlowServiceCreateRunOperator(BaseOperator):
         summary = event.get("summary")
         if status == EVENT_TERMINAL and summary:
             self.log.info("%s", format_summary(summary))
-            apply_outcome(summary, allow_partial_success=self.allow_partial_success, logger=self.log)
+            apply_outcome(
+                summary,
+                allow_partial_success=self.allow_partial_success,
+                logger=self.log,
+                run_url=self._pushed_run_url(context),
+            )
             return run_id
         if status == EVENT_TIMEOUT:
             raise FlowServiceTimeoutError(
@@ -238,15 +292,20 @@ class FlowServiceCreateRunOperator(BaseOperator):
 
     # ----------------------------------------------------------------- helpers
 
-    def _deferral_end_time(self, context: Context, timeout: float) -> float:
-        """Absolute deadline for the trigger, ahead of Airflow's own execution_timeout cut-off."""
-        end = time.time() + timeout
-        ti = context.get("ti")
-        started = getattr(ti, "start_date", None)
-        if self.execution_timeout and started is not None:
-            limit = self.execution_timeout.total_seconds()
-            end = min(end, started.timestamp() + limit - min(10.0, 0.05 * limit))
-        return end
+    def _push_link(self, ti: Any, run_url: str) -> None:
+        """Make the extra link work while the task waits (Airflow 3 renders it from its own XCom)."""
+        try:
+            push_extra_link_url(ti, FlowServiceRunLink(), run_url)
+        except Exception as exc:  # the link is a convenience: never fail the task for it
+            self.log.warning("Could not publish the extra link for flow run %s yet: %s", self._run_id, exc)
+
+    def _pushed_run_url(self, context: Context) -> str | None:
+        """The run URL this task pushed before deferring (for the failure message), or None."""
+        try:
+            return pushed_run_url(context.get("ti"))
+        except Exception as exc:
+            self.log.warning("Could not read XCom %r of this task: %s", RUN_URL_XCOM_KEY, exc)
+            return None
 
     def _finish(self, run: FlowRun, window: Window, run_url: str | None) -> None:
         self.log.info("%s", format_summary(run, window=window))
@@ -286,60 +345,30 @@ class FlowServiceCreateRunOperator(BaseOperator):
             run.status is FlowRunStatus.PARTIAL_SUCCESS and self.allow_partial_success
         )
 
+    # ----------------------------------------------------------------- reuse rule
+
     def _select_run(
         self, context: Context, hook: FlowServiceHook, request: _RunRequest
     ) -> tuple[str, FlowRun | None]:
-        """Pick the run to wait on: reattach, adopt, or create. Returns (run id, known run or None)."""
+        """Pick the run to wait on: reattach, adopt, or create. Returns (run id, known run or None).
+
+        The rule (README, "No duplicate runs on retry"): a run of the window that is still running
+        is always waited on; an automatic retry adopts a finished, accepted run only if this
+        sequence of tries created it (never one from before the last clear); otherwise create.
+        """
         flow_id, window = request.flow_id, request.window
         if not self.reuse_existing_run:
-            return self._create(context, hook, request), None
+            return self._create(hook, request, None), None
 
-        ti = context.get("ti")
-        retry = ti is not None and is_automatic_retry(
-            int(ti.try_number or 1), int(ti.max_tries or 0), int(self.retries or 0)
-        )
-        store = get_task_state_store(context)
-
-        if retry and store is not None:
-            stored = self._read_store(store)
-            if (
-                stored
-                and stored.get("flow_id") == flow_id
-                and (stored.get("window_start"), stored.get("window_end")) == (window.start, window.end)
-            ):
-                try:
-                    run = hook.get_run(str(stored["run_id"]))
-                except FlowServiceError as exc:
-                    self.log.warning(
-                        "Could not read flow run %s stored by an earlier try (%s); looking up runs of the "
-                        "window instead.",
-                        stored.get("run_id"),
-                        exc,
-                    )
-                else:
-                    if run.status.state is RunState.RUNNING:
-                        self.log.info(
-                            "Reattaching to flow run %s created by an earlier try of this task (status %s).",
-                            run.id,
-                            run.raw_status,
-                        )
-                        return run.id, run
-                    if self._accepts(run):
-                        self.log.info(
-                            "Adopting flow run %s created by an earlier try of this task: it already ended "
-                            "with status %s; no new run is created.",
-                            run.id,
-                            run.raw_status,
-                        )
-                        return run.id, run
-                    self.log.info(
-                        "Flow run %s created by an earlier try ended with status %s; creating a new run.",
-                        run.id,
-                        run.raw_status,
-                    )
-                    return self._create(context, hook, request), None
+        seq = self._sequence(context, request)
+        entry = seq.entry
+        if seq.retry and entry is not None and entry.get("run_id"):
+            stored = self._stored_run(hook, str(entry["run_id"]))
+            if stored is not None:
+                return stored.id, stored
 
         runs = hook.find_runs_for_window(flow_id, window.start, window.end)
+        seq.seen = [run.id for run in runs]
         newest = runs[0] if runs else None
         if newest is not None:
             if newest.status.state is RunState.RUNNING:
@@ -349,33 +378,131 @@ class FlowServiceCreateRunOperator(BaseOperator):
                     newest.id,
                     newest.raw_status,
                 )
-                self._write_store(store, newest.id, flow_id, window)
+                self._save(seq, request, run_id=newest.id)
                 return newest.id, newest
-            if retry and self._accepts(newest):
+            if seq.retry and self._accepts(newest):
+                if self._created_in_sequence(newest, seq):
+                    self.log.info(
+                        "Adopting run %s created by an earlier try for this flow and window (status %s); "
+                        "this try is an automatic retry, so no new run is created.",
+                        newest.id,
+                        newest.raw_status,
+                    )
+                    self._save(seq, request, run_id=newest.id)
+                    return newest.id, newest
                 self.log.info(
-                    "Adopting run %s created by an earlier try for this flow and window (status %s); this "
-                    "try is an automatic retry, so no new run is created.",
+                    "Latest run %s for this window ended with status %s, but it is older than this "
+                    "sequence of tries (it existed before the task was last cleared, or before this DAG "
+                    "run started): creating a new run.",
                     newest.id,
                     newest.raw_status,
                 )
-                self._write_store(store, newest.id, flow_id, window)
-                return newest.id, newest
-            self.log.info(
-                "Latest run %s for this window ended with status %s; %s: creating a new run.",
-                newest.id,
-                newest.raw_status,
-                "it is not reusable" if retry else "this is a first try (new DAG run or a clear)",
-            )
-        return self._create(context, hook, request), None
+            else:
+                self.log.info(
+                    "Latest run %s for this window ended with status %s; %s: creating a new run.",
+                    newest.id,
+                    newest.raw_status,
+                    "it is not reusable" if seq.retry else "this is a first try (new DAG run or a clear)",
+                )
+        return self._create(hook, request, seq), None
 
-    def _create(self, context: Context, hook: FlowServiceHook, request: _RunRequest) -> str:
+    def _sequence(self, context: Context, request: _RunRequest) -> _Sequence:
+        """Tell a first try from an automatic retry; find (3.3+) or start this sequence's stored entry."""
+        ti = context.get("ti")
+        if ti is None:
+            seq = _Sequence(first_try=1, retry=False)
+        else:
+            try_number = int(ti.try_number or 1)
+            first_try = first_try_of_sequence(int(ti.max_tries or 0), int(self.retries or 0))
+            seq = _Sequence(first_try=first_try, retry=try_number > first_try)
+        dag_run = context.get("dag_run")
+        started = getattr(dag_run, "start_date", None)
+        seq.started_at = started.timestamp() if started is not None else None
+
+        seq.store = get_task_state_store(context)
+        if seq.store is None:
+            return seq
+        if not seq.retry:
+            # A first try starts a new sequence: whatever an earlier one stored is no longer trusted.
+            self._save(seq, request, run_id=None)
+            return seq
+        stored = self._read_store(seq.store)
+        if stored and stored.get("first_try") == seq.first_try and request.matches(stored):
+            seq.entry = stored
+        elif stored:
+            self.log.info(
+                "Not reusing flow run %s from task_state_store: %s.",
+                stored.get("run_id"),
+                "it is for another flow or window"
+                if not request.matches(stored)
+                else "an earlier sequence of tries stored it (the task was cleared since)",
+            )
+        return seq
+
+    def _stored_run(self, hook: FlowServiceHook, run_id: str) -> FlowRun | None:
+        """The run this sequence stored, if it is still running or ended accepted; else None."""
+        try:
+            run = hook.get_run(run_id)
+        except FlowServiceError as exc:
+            self.log.warning(
+                "Could not read flow run %s stored by an earlier try (%s); looking up runs of the window "
+                "instead.",
+                run_id,
+                exc,
+            )
+            return None
+        if run.status.state is RunState.RUNNING:
+            self.log.info(
+                "Reattaching to flow run %s created by an earlier try of this task (status %s).",
+                run.id,
+                run.raw_status,
+            )
+            return run
+        if self._accepts(run):
+            self.log.info(
+                "Adopting flow run %s created by an earlier try of this task: it already ended with status "
+                "%s; no new run is created.",
+                run.id,
+                run.raw_status,
+            )
+            return run
+        self.log.info(
+            "Flow run %s created by an earlier try ended with status %s; creating a new run.",
+            run.id,
+            run.raw_status,
+        )
+        return None
+
+    @staticmethod
+    def _created_in_sequence(run: FlowRun, seq: _Sequence) -> bool:
+        """Whether a finished run was created by this sequence of tries (so a retry may adopt it).
+
+        With this sequence's stored entry (3.3+) the answer is exact: a create was attempted and the
+        run was not among those that existed before it. Without one, the run must be created at or
+        after the DAG run's start, which clearing a finished DAG run resets.
+        """
+        if seq.entry is not None:
+            pre_existing = set(seq.entry.get("pre_existing") or ())
+            return bool(seq.entry.get("create_attempted")) and run.id not in pre_existing
+        if seq.started_at is None:  # Airflow always sets it for a running task; tests may not
+            return True
+        return run.created_at is not None and run.created_at >= seq.started_at * 1000
+
+    def _create(self, hook: FlowServiceHook, request: _RunRequest, seq: _Sequence | None) -> str:
         flow_id, window = request.flow_id, request.window
+        if seq is not None and seq.store is not None and not (seq.entry or {}).get("create_attempted"):
+            # Before the first create of the sequence: remember which runs existed already.
+            self._save(
+                seq, request, run_id=None, create_attempted=True, pre_existing=seq.seen[:MAX_PRE_EXISTING_IDS]
+            )
         created = hook.create_run(
             flow_id,
             window.start,
             window.end,
             start_time=request.start_time,
             delta_column=request.delta_column,
+            # Runs this try's look-up saw predate this create: its safe retry must never adopt them.
+            exclude_run_ids=list(seq.seen) if seq is not None else (),
         )
         if created.adopted:
             self.log.info(
@@ -383,9 +510,8 @@ class FlowServiceCreateRunOperator(BaseOperator):
             )
         else:
             self.log.info("Created flow run %s.", created.run_id)
-        if self.reuse_existing_run:
-            store = get_task_state_store(context)
-            self._write_store(store, created.run_id, flow_id, window)
+        if seq is not None:
+            self._save(seq, request, run_id=created.run_id)
         return created.run_id
 
     def _read_store(self, store: Any) -> dict[str, Any] | None:
@@ -394,16 +520,25 @@ class FlowServiceCreateRunOperator(BaseOperator):
         except Exception as exc:  # the store is a convenience: never fail the task for it
             self.log.warning("Could not read task_state_store key %r: %s", TASK_STATE_KEY, exc)
             return None
-        return value if isinstance(value, dict) and value.get("run_id") else None
+        return value if isinstance(value, dict) else None
 
-    def _write_store(self, store: Any, run_id: str, flow_id: str, window: Window) -> None:
-        if store is None:
+    def _save(self, seq: _Sequence, request: _RunRequest, *, run_id: str | None, **changes: Any) -> None:
+        """Write this sequence's entry (3.3+; no-op without a store), keeping what it already holds."""
+        if seq.store is None:
             return
-        value = {"run_id": run_id, "flow_id": flow_id, "window_start": window.start, "window_end": window.end}
+        entry: dict[str, Any] = {
+            "create_attempted": False,
+            "pre_existing": [],
+            **(seq.entry or {}),
+            **changes,
+            "run_id": run_id if run_id is not None else (seq.entry or {}).get("run_id"),
+            "flow_id": request.flow_id,
+            "window_start": request.window.start,
+            "window_end": request.window.end,
+            "first_try": seq.first_try,
+        }
+        seq.entry = entry
         try:
-            if TASK_STATE_NEVER_EXPIRE is not None:
-                store.set(TASK_STATE_KEY, value, retention=TASK_STATE_NEVER_EXPIRE)
-            else:
-                store.set(TASK_STATE_KEY, value)
+            seq.store.set(TASK_STATE_KEY, entry, retention=TASK_STATE_RETENTION)
         except Exception as exc:
-            self.log.warning("Could not store flow run %s in task_state_store: %s", run_id, exc)
+            self.log.warning("Could not save flow run %s in task_state_store: %s", entry["run_id"], exc)

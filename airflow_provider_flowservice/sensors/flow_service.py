@@ -9,7 +9,6 @@ timeout, skip the task instead, on Airflow 2.11 and 3.x alike.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -20,7 +19,11 @@ from airflow_provider_flowservice.exceptions import (
     FlowServiceError,
     FlowServiceRunError,
 )
-from airflow_provider_flowservice.links.flow_service import RUN_URL_XCOM_KEY, FlowServiceRunLink
+from airflow_provider_flowservice.links.flow_service import (
+    RUN_URL_XCOM_KEY,
+    FlowServiceRunLink,
+    pushed_run_url,
+)
 from airflow_provider_flowservice.outcome import (
     EVENT_TERMINAL,
     EVENT_TIMEOUT,
@@ -36,6 +39,7 @@ from airflow_provider_flowservice.version_compat import (
     BaseSensorOperator,
     PokeReturnValue,
     conf,
+    push_extra_link_url,
 )
 from airflow_provider_flowservice.window import validate_duration
 
@@ -110,7 +114,7 @@ class FlowServiceRunSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self.retry = retry
         self._last_status: str | None = None
-        self._url_pushed = False
+        self._run_url: str | None = None
 
     @cached_property
     def hook(self) -> FlowServiceHook:
@@ -124,7 +128,7 @@ class FlowServiceRunSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         """Check the run id, then poke / reschedule (base class loop) or defer to the trigger."""
         run_id = self._checked_run_id()
-        self._last_status, self._url_pushed = None, False
+        self._last_status, self._run_url = None, None
         mode = "deferrable" if self.deferrable else self.mode
         self.log.info(
             "Waiting for flow run %s (%s mode, polling every %s s, timeout %s s).",
@@ -153,6 +157,11 @@ class FlowServiceRunSensor(BaseSensorOperator):
         status = event.get("status")
         summary = event.get("summary")
         if status == EVENT_TERMINAL and summary:
+            if self._run_url is None:
+                try:
+                    self._run_url = pushed_run_url(context.get("ti"))
+                except Exception as exc:
+                    self.log.warning("Could not read XCom %r of this task: %s", RUN_URL_XCOM_KEY, exc)
             return self._complete(summary)
         if status == EVENT_TIMEOUT:
             message = (
@@ -173,15 +182,23 @@ class FlowServiceRunSensor(BaseSensorOperator):
         self.log.info("Deferring: the triggerer polls flow run %s until it ends.", run_id)
         # Imported here, not at module level: it pulls in airflow.triggers.base, which a DAG
         # file being parsed does not need.
-        from airflow_provider_flowservice.triggers.flow_service import FlowServiceRunTrigger
+        from airflow_provider_flowservice.triggers.flow_service import (
+            FlowServiceRunTrigger,
+            deferral_end_time,
+        )
 
         self.defer(
             trigger=FlowServiceRunTrigger(
                 run_id=run_id,
                 flow_service_conn_id=self.flow_service_conn_id,
                 poll_interval=self.poke_interval,
-                end_time=time.time() + self.timeout,
-                retry=self.retry.to_dict() if self.retry is not None else None,
+                end_time=deferral_end_time(
+                    self.timeout,
+                    execution_timeout=self.execution_timeout,
+                    started_at=getattr(context.get("ti"), "start_date", None),
+                ),
+                # The hook's effective policy, as values: the triggerer uses exactly these.
+                retry=self.hook.retry_policy.to_dict(),
                 flow_id=run.flow_id if run is not None else None,
             ),
             method_name="execute_complete",
@@ -209,16 +226,23 @@ class FlowServiceRunSensor(BaseSensorOperator):
         if run.raw_status != self._last_status:
             self.log.info("Flow run %s status: %s", run_id, run.raw_status)
             self._last_status = run.raw_status
-        if not self._url_pushed and run.flow_id:
-            context["ti"].xcom_push(key=RUN_URL_XCOM_KEY, value=self.hook.run_ui_url(run.flow_id, run_id))
-            self._url_pushed = True
+        if self._run_url is None and run.flow_id:
+            ti, run_url = context["ti"], self.hook.run_ui_url(run.flow_id, run_id)
+            ti.xcom_push(key=RUN_URL_XCOM_KEY, value=run_url)
+            try:  # Airflow 3 renders the link from its own XCom, otherwise written only at the end
+                push_extra_link_url(ti, FlowServiceRunLink(), run_url)
+            except Exception as exc:  # the link is a convenience: never fail the sensor for it
+                self.log.warning("Could not publish the extra link for flow run %s yet: %s", run_id, exc)
+            self._run_url = run_url
         return run
 
     def _complete(self, run: FlowRun | Mapping[str, Any]) -> dict[str, Any]:
         """Log the summary and apply the outcome rules; return the summary for XCom."""
         self.log.info("%s", format_summary(run))
         try:
-            apply_outcome(run, allow_partial_success=self.allow_partial_success, logger=self.log)
+            apply_outcome(
+                run, allow_partial_success=self.allow_partial_success, logger=self.log, run_url=self._run_url
+            )
         except FlowServiceRunError as exc:
             self._fail(exc)
         return as_summary(run)

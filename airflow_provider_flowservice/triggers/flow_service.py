@@ -13,6 +13,7 @@ import math
 import time
 import zlib
 from collections.abc import AsyncIterator, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -26,6 +27,33 @@ from airflow_provider_flowservice.retry import is_transient
 
 #: A poll request may run at least this long even when the deadline is nearer (one last look).
 MIN_REQUEST_SECONDS = 5.0
+
+
+#: Besides the last poll, the deadline leaves this much of ``execution_timeout`` (at most; 5 % of
+#: it when shorter) for the trigger's event to reach the task before Airflow's own cut-off.
+DEADLINE_MARGIN_SECONDS = 10.0
+
+
+def deferral_end_time(
+    timeout: float,
+    *,
+    execution_timeout: timedelta | None = None,
+    started_at: datetime | None = None,
+    now: float | None = None,
+) -> float:
+    """The trigger's ``end_time``: ``now + timeout``, but ahead of Airflow's ``execution_timeout``.
+
+    Airflow ends a deferred task at ``start_date + execution_timeout`` with a bare deferral-timeout
+    error that skips the task's completion code; the trigger's own deadline must come first, early
+    enough for its last poll (up to :data:`MIN_REQUEST_SECONDS`) and for the event to be handled.
+    Used by the operator and the sensor.
+    """
+    end = (time.time() if now is None else now) + timeout
+    if execution_timeout and started_at is not None:
+        limit = execution_timeout.total_seconds()
+        margin = MIN_REQUEST_SECONDS + min(DEADLINE_MARGIN_SECONDS, 0.05 * limit)
+        end = min(end, started_at.timestamp() + limit - margin)
+    return end
 
 
 def _utc(epoch: float) -> str:
@@ -218,5 +246,6 @@ __all__ = [
     "EVENT_TIMEOUT",
     "MIN_REQUEST_SECONDS",
     "FlowServiceRunTrigger",
+    "deferral_end_time",
     "is_transient",
 ]

@@ -16,8 +16,12 @@ from airflow_provider_flowservice.testing.emulator import DEFAULT_FLOW_ID, FlowS
 from tests.e2e.harness import EXAMPLE_DAGS, load_example_dags, run_dag, unix
 
 EXPECTED_DAGS = {"example_flow_service_backfill", "example_flow_service_manual"}
-V2_PYTHON = Path("/tmp/v2/bin/python")
 REPO = EXAMPLE_DAGS.parent
+#: An Airflow 2.11 interpreter: the repository's own (``make install``), else one at /tmp/v2.
+V2_PYTHON = next(
+    (p for p in (REPO / ".venv211/bin/python", Path("/tmp/v2/bin/python")) if p.exists()),
+    Path("/tmp/v2/bin/python"),
+)
 
 _PARSE_SCRIPT = """
 import inspect, json, sys
@@ -48,7 +52,7 @@ def test_example_dags_parse_without_errors() -> None:
 
 
 @pytest.mark.skipif(
-    not V2_PYTHON.exists(), reason="no Airflow 2.11 virtualenv at /tmp/v2 (CI runs both lines)"
+    not V2_PYTHON.exists(), reason="no Airflow 2.11 virtualenv (.venv211 or /tmp/v2; CI runs both lines)"
 )
 def test_example_dags_parse_on_airflow_2() -> None:
     with tempfile.TemporaryDirectory(prefix="flowservice-v2-parse-") as home:

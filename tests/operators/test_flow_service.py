@@ -21,9 +21,12 @@ from airflow_provider_flowservice.exceptions import (
     FlowServiceTimeoutError,
 )
 from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
+from airflow_provider_flowservice.links.flow_service import FlowServiceRunLink
 from airflow_provider_flowservice.operators.flow_service import (
     TASK_STATE_KEY,
+    TASK_STATE_RETENTION,
     FlowServiceCreateRunOperator,
+    first_try_of_sequence,
     is_automatic_retry,
 )
 from airflow_provider_flowservice.retry import RetryPolicy
@@ -39,7 +42,10 @@ else:
     # Airflow 2 deletes or clears runs whose notes point at FAB's user table: map that table.
     with contextlib.suppress(ImportError):
         import airflow.providers.fab.auth_manager.models  # noqa: F401
-from airflow.timetables.interval import CronDataIntervalTimetable
+try:  # the public name where Airflow has it (3.x), as in the example DAGs
+    from airflow.sdk import CronDataIntervalTimetable
+except ImportError:
+    from airflow.timetables.interval import CronDataIntervalTimetable  # type: ignore[no-redef]
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -133,6 +139,8 @@ def test_failed_run_fails_task_with_errors(emu, deferrable):
     assert isinstance(error, FlowServiceRunError)
     assert run_id in str(error) and "'failed'" in str(error)
     assert "CONNECTOR-2001-500" in str(error)
+    # the deferred path names the run's page too (execute_complete reads it back from XCom)
+    assert f"See {result.xcom('run', key='run_url')}" in str(error)
     assert len(posts(emu)) == 1
 
 
@@ -294,13 +302,82 @@ def test_timeout_defaults():
 
 def test_deferral_deadline_comes_before_airflows_execution_timeout():
     """Our trigger must fire (with its clear message) before Airflow's own deferral cut-off."""
-    op = FlowServiceCreateRunOperator(task_id="t", flow_id="x", execution_timeout=timedelta(seconds=100))
+    from airflow_provider_flowservice.triggers.flow_service import MIN_REQUEST_SECONDS, deferral_end_time
+
+    started = datetime.now(UTC) - timedelta(seconds=40)
+    limit = timedelta(seconds=100)
+    # margin: the trigger's last poll (MIN_REQUEST_SECONDS) + min(10 s, 5 % of the limit)
+    end = deferral_end_time(3600, execution_timeout=limit, started_at=started)
+    assert end == pytest.approx(started.timestamp() + 100 - MIN_REQUEST_SECONDS - 5, abs=0.01)
+    assert deferral_end_time(30, execution_timeout=None, started_at=started) == pytest.approx(
+        datetime.now(UTC).timestamp() + 30, abs=1
+    )
+    long = deferral_end_time(10**6, execution_timeout=timedelta(hours=2), started_at=started)
+    assert long == pytest.approx(started.timestamp() + 7200 - MIN_REQUEST_SECONDS - 10, abs=0.01)
+
+
+def test_deferred_operator_uses_the_clipped_deadline_and_its_retry_values(emu):
+    """The trigger gets the deadline clipped by execution_timeout and the retry policy's values."""
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    from airflow_provider_flowservice.triggers.flow_service import deferral_end_time
+
+    flow = emu.add_flow(seconds_to_finish=600)
+    policy = RetryPolicy(max_attempts=4, initial_backoff=0.25, max_backoff=3.0, max_total_seconds=42.0)
+    op = FlowServiceCreateRunOperator(
+        task_id="t", flow_id=flow, deferrable=True, retry=policy, execution_timeout=timedelta(seconds=100)
+    )
     ti = RetryLikeTI(1, 0)
     ti.start_date = datetime.now(UTC) - timedelta(seconds=40)
-    end = op._deferral_end_time({"ti": ti}, op.timeout_seconds)
-    assert end == pytest.approx(ti.start_date.timestamp() + 95, abs=0.01)
-    op = FlowServiceCreateRunOperator(task_id="u", flow_id="x", timeout=30)
-    assert op._deferral_end_time({"ti": ti}, 30) == pytest.approx(datetime.now(UTC).timestamp() + 30, abs=1)
+    with pytest.raises(TaskDeferred) as caught:
+        op.execute(context_for(ti))
+    kwargs = caught.value.trigger.serialize()[1]
+    assert kwargs["end_time"] == pytest.approx(
+        deferral_end_time(100, execution_timeout=timedelta(seconds=100), started_at=ti.start_date), abs=0.01
+    )
+    assert kwargs["retry"] == policy.to_dict()
+    assert {k: kwargs["retry"][k] for k in ("max_attempts", "initial_backoff", "max_backoff")} == {
+        "max_attempts": 4,
+        "initial_backoff": 0.25,
+        "max_backoff": 3.0,
+    }
+    assert kwargs["retry"]["max_total_seconds"] == 42.0
+    assert RetryPolicy.from_dict(kwargs["retry"]) == policy
+    # without retry=...: the hook's default policy still travels as values, not as None
+    op = FlowServiceCreateRunOperator(task_id="u", flow_id=flow, deferrable=True, reuse_existing_run=False)
+    with pytest.raises(TaskDeferred) as caught:
+        op.execute(context_for(RetryLikeTI(1, 0)))
+    assert caught.value.trigger.serialize()[1]["retry"] == RetryPolicy().to_dict()
+
+
+_DEFAULT_DEFERRABLE_SCRIPT = """
+from airflow_provider_flowservice.operators.flow_service import FlowServiceCreateRunOperator
+from airflow_provider_flowservice.sensors.flow_service import FlowServiceRunSensor
+op = FlowServiceCreateRunOperator(task_id="a", flow_id="x")
+sensor = FlowServiceRunSensor(task_id="b", run_id="r")
+explicit = FlowServiceCreateRunOperator(task_id="c", flow_id="x", deferrable=False)
+print(op.deferrable, sensor.deferrable, explicit.deferrable)
+"""
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, "False"), ("True", "True"), ("False", "False")])
+def test_deferrable_defaults_to_operators_default_deferrable(setting, expected):
+    """``[operators] default_deferrable`` is read when the module is imported (as Airflow's own
+    operators do): a fresh interpreter, like a DAG processor or worker, with the setting in its
+    environment gets it as the default of both classes; an explicit argument still wins."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"}
+    if setting is not None:
+        env["AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"] = setting
+    proc = subprocess.run(
+        [sys.executable, "-c", _DEFAULT_DEFERRABLE_SCRIPT],
+        capture_output=True, text=True, timeout=120, env=env, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-3:] == [expected, expected, "False"]
 
 
 # ------------------------------------------------------------------ reuse rule
@@ -358,47 +435,73 @@ def test_reuse_disabled_always_creates(emu):
     assert len(posts(emu)) == 2
 
 
-def clear_and_rerun(dag: Any, dag_run: Any, task_id: str = "run") -> tuple[int, int]:
+def clear_and_rerun(
+    dag: Any,
+    dag_run: Any,
+    task_id: str = "run",
+    *,
+    before: Any = None,
+    dag_run_still_running: bool = False,
+    expect: str = "success",
+) -> tuple[int, int]:
     """Clear a finished task instance with Airflow's own ``clear_task_instances`` and run it again.
 
-    Does what the UI's "Clear" and then the scheduler do; the re-run uses the same in-process task
-    runner as ``dag.test()`` (a private helper on both Airflow lines). Returns (try_number, max_tries)
-    of the re-run.
+    Does what the UI's "Clear" and then the scheduler do, automatic retries included (each
+    up_for_retry try is scheduled again, as ``dag.test()`` does); the tries use the same in-process
+    task runner as ``dag.test()`` (a private helper on both Airflow lines). ``before()`` runs right
+    after the clear; ``dag_run_still_running`` clears as if other tasks of the DAG run were still
+    running (Airflow then keeps the DAG run's start date). Returns (try_number, max_tries) of the
+    first try after the clear.
     """
+    from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance, clear_task_instances
     from airflow.utils.session import create_session
     from airflow.utils.state import DagRunState, TaskInstanceState
 
-    with create_session() as session:
-        ti = (
+    def load(session: Any) -> Any:
+        return (
             session.query(TaskInstance)
             .filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id, task_id=task_id)
             .one()
         )
+
+    with create_session() as session:
+        if dag_run_still_running:
+            dr = session.query(DagRun).filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id).one()
+            dr.state = DagRunState.RUNNING
+            session.commit()
+        ti = load(session)
         if AIRFLOW_V_3_0_PLUS:
             clear_task_instances([ti], session, dag_run_state=DagRunState.RUNNING)
         else:
             clear_task_instances([ti], session, dag=dag, dag_run_state=DagRunState.RUNNING)
-        ti.try_number += 1  # the scheduler's step when it schedules the cleared task
-        ti.state = TaskInstanceState.SCHEDULED
         session.commit()
-        numbers = (ti.try_number, ti.max_tries)
-        if AIRFLOW_V_3_0_PLUS:
-            from airflow.sdk.definitions.dag import _run_task
+        if before is not None:
+            before()
+        numbers: tuple[int, int] | None = None
+        for _ in range(10):
+            ti = load(session)
+            ti.try_number += 1  # the scheduler's step when it schedules the cleared (or retried) task
+            ti.state = TaskInstanceState.SCHEDULED
+            session.commit()
+            numbers = numbers or (ti.try_number, ti.max_tries)
+            if AIRFLOW_V_3_0_PLUS:
+                from airflow.sdk.definitions.dag import _run_task
 
-            _run_task(ti=ti, task=dag.task_dict[task_id], run_triggerer=True)
-        else:
-            from airflow.models.dag import _run_task
+                _run_task(ti=ti, task=dag.task_dict[task_id], run_triggerer=True)
+            else:
+                from airflow.models.dag import _run_task
 
-            ti.task = dag.task_dict[task_id]
-            _run_task(ti=ti, inline_trigger=True, session=session)
-        session.commit()
-        state = (
-            session.query(TaskInstance.state)
-            .filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id, task_id=task_id)
-            .scalar()
-        )
-    assert str(getattr(state, "value", state)) == "success"
+                ti.task = dag.task_dict[task_id]
+                with contextlib.suppress(Exception):  # dag.test() logs a failed try and goes on
+                    _run_task(ti=ti, inline_trigger=True, session=session)
+            session.commit()
+            session.expire_all()
+            state = str(getattr(load(session).state, "value", load(session).state))
+            if state != "up_for_retry":
+                break
+    assert state == expect
+    assert numbers is not None
     return numbers
 
 
@@ -418,6 +521,58 @@ def test_deliberate_clear_creates_a_new_run(emu, output):
     assert "this is a first try (new DAG run or a clear): creating a new run" in output()
 
 
+@pytest.mark.parametrize(
+    "dag_run_still_running",
+    [False, pytest.param(True, marks=pytest.mark.skipif(
+        not AIRFLOW_V_3_3_PLUS, reason="before 3.3 only the DAG run's start date marks a clear: see README"
+    ))],
+    ids=["dag-run-finished", "dag-run-still-running"],
+)
+def test_clear_then_failure_before_create_still_re_ingests(emu, output, dag_run_still_running):
+    """Clear; the first try after it fails before creating a run (here: the run look-up fails, as
+    in an IMS or Flow Service outage); its automatic retry must create a new run, not adopt the
+    run from before the clear."""
+    flow = emu.add_flow(polls_to_finish=0)
+    dag = make_dag(flow_id=flow, retries=2, retry_delay=timedelta(0))
+    first = run_dag(dag, logical_date=LOGICAL)
+    assert first.states == {"run": "success"}
+    before_clear = first.xcom("run")
+    output()
+
+    def outage() -> None:  # every attempt of the next run look-up fails: that try fails
+        emu.inject("500", method="GET", path="/flowservice/runs", times=FAST.max_attempts)
+
+    try_number, max_tries = clear_and_rerun(
+        dag, first.dag_run, before=outage, dag_run_still_running=dag_run_still_running
+    )
+    assert (try_number, max_tries) == (2, 3)
+    assert len(posts(emu)) == 2  # one before the clear, one after: re-ingested
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        ti = session.query(TaskInstance).filter_by(dag_id=dag.dag_id, task_id="run").one()
+        assert ti.try_number == 3  # the automatic retry did it
+        new_run = ti.xcom_pull(task_ids="run")
+    assert new_run != before_clear and new_run in emu.runs
+
+
+def test_automatic_retry_adopts_a_run_that_finished_meanwhile(emu, output):
+    """A real retry (dag.test()): try 1 times out while the run is in progress, the run then ends
+    successfully, and try 2 adopts it instead of creating a second run."""
+    flow = emu.add_flow(seconds_to_finish=0.8)
+    dag = make_dag(flow_id=flow, timeout=0.2, retries=1, retry_delay=timedelta(seconds=1.5))
+    result = run_dag(dag, logical_date=LOGICAL)
+    assert result.states == {"run": "success"}, result.errors
+    assert len(posts(emu)) == 1
+    assert result.task_instances["run"].try_number == 2
+    text = output()
+    if AIRFLOW_V_3_3_PLUS:
+        assert "Adopting flow run" in text and "it already ended with status success" in text
+    else:
+        assert "Adopting run" in text and "this try is an automatic retry" in text
+
+
 def test_new_dag_run_for_an_ingested_window_creates_a_new_run(emu):
     flow = emu.add_flow(polls_to_finish=0)
     dag = make_dag(flow_id=flow, retries=2)
@@ -429,6 +584,8 @@ def test_new_dag_run_for_an_ingested_window_creates_a_new_run(emu):
 
 # direct execute() with a task instance that looks like an automatic retry (not reachable with a
 # successful earlier try through dag.test()).
+
+AN_HOUR_AGO = datetime.now(UTC) - timedelta(hours=1)
 
 
 class RetryLikeTI:
@@ -450,12 +607,14 @@ class DictStore:
     def __init__(self, data: dict | None = None):
         self.data = dict(data or {})
         self.retention: Any = "unset"
+        self.writes: list[dict] = []
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)
 
     def set(self, key: str, value: Any, *, retention: Any = None) -> None:
         self.data[key] = value
+        self.writes.append(dict(value))
         self.retention = retention
 
 
@@ -468,9 +627,12 @@ def finished_run(emu, flow: str, window=(JAN1, JAN2)) -> str:
     raise AssertionError("emulator run did not finish")
 
 
-def context_for(ti: RetryLikeTI, store: DictStore | None = None) -> dict:
+def context_for(ti: RetryLikeTI, store: DictStore | None = None, *, dag_run_started=AN_HOUR_AGO) -> dict:
+    from types import SimpleNamespace
+
     context: dict[str, Any] = {
         "ti": ti,
+        "dag_run": SimpleNamespace(start_date=dag_run_started),
         "data_interval_start": pendulum.datetime(2024, 1, 1, tz="UTC"),
         "data_interval_end": pendulum.datetime(2024, 1, 2, tz="UTC"),
     }
@@ -485,6 +647,26 @@ def op_for(flow: str, **kwargs) -> FlowServiceCreateRunOperator:
     )
 
 
+def entry(run_id: str | None, flow: str, *, first_try: int = 1, window=(JAN1, JAN2), **more) -> dict:
+    """A task_state_store entry as the operator writes it (sequence begun at try ``first_try``)."""
+    return {
+        "run_id": run_id,
+        "flow_id": flow,
+        "window_start": window[0],
+        "window_end": window[1],
+        "first_try": first_try,
+        "create_attempted": run_id is not None,
+        "pre_existing": [],
+        **more,
+    }
+
+
+def test_first_try_of_sequence():
+    assert first_try_of_sequence(max_tries=2, retries=2) == 1  # new task instance
+    assert first_try_of_sequence(max_tries=5, retries=2) == 4  # cleared after try 3
+    assert first_try_of_sequence(max_tries=3, retries=0) == 4  # cleared after try 3, no retries
+
+
 def test_retry_adopts_succeeded_run_of_the_window(emu, output):
     flow = emu.add_flow(polls_to_finish=0)
     done = finished_run(emu, flow)
@@ -493,6 +675,36 @@ def test_retry_adopts_succeeded_run_of_the_window(emu, output):
     assert len(posts(emu)) == 1
     assert ti.xcoms["return_value"] == done and flow in ti.xcoms["run_url"]
     assert f"Adopting run {done} created by an earlier try" in output()
+
+
+def test_retry_does_not_adopt_a_run_from_before_the_dag_run_started(emu, output):
+    """Without a stored entry (Airflow < 3.3) the DAG run's start date, which clearing a finished
+    DAG run resets, separates this sequence's runs from older ones."""
+    flow = emu.add_flow(polls_to_finish=0)
+    done = finished_run(emu, flow)
+    ti = RetryLikeTI(try_number=2, max_tries=1)
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    run_id = op_for(flow).execute(context_for(ti, dag_run_started=later))
+    assert run_id != done
+    assert len(posts(emu)) == 2
+    assert f"Latest run {done} for this window ended with status success, but it is older" in output()
+
+
+def test_create_excludes_the_runs_its_look_up_saw(emu, monkeypatch):
+    """The hook's safe create must never adopt a run that existed before this create."""
+    flow = emu.add_flow(outcome="failed", polls_to_finish=0)
+    older = [finished_run(emu, flow) for _ in range(2)]
+    seen: dict[str, Any] = {}
+    original = FlowServiceHook.create_run
+
+    def spy(self, *args, **kwargs):
+        seen.update(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FlowServiceHook, "create_run", spy)
+    with pytest.raises(FlowServiceRunError):
+        op_for(flow).execute(context_for(RetryLikeTI(1, 1)))
+    assert sorted(seen["exclude_run_ids"]) == sorted(older)
 
 
 @pytest.mark.parametrize(("try_number", "max_tries"), [(1, 1), (3, 3)], ids=["first-try", "after-clear"])
@@ -521,29 +733,32 @@ def test_retry_adopts_partial_run_when_allowed(emu):
     assert len(posts(emu)) == 1
 
 
+@pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="Airflow 2 renders links in the webserver")
+def test_link_xcom_is_pushed_with_the_run_id(emu):
+    """Airflow 3's UI reads the link's own XCom key: it is there before any waiting."""
+    flow = emu.add_flow(seconds_to_finish=600)
+    ti = RetryLikeTI(1, 0)
+    op_for(flow, wait_for_completion=False).execute(context_for(ti))
+    assert ti.xcoms[FlowServiceRunLink().xcom_key] == ti.xcoms["run_url"]
+
+
 @pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="task_state_store exists on Airflow 3.3+")
 class TestTaskStateStore:
-    def test_created_run_is_stored_forever(self, emu):
+    def test_created_run_is_stored_with_its_sequence(self, emu):
         flow = emu.add_flow(polls_to_finish=0)
         store = DictStore()
         run_id = op_for(flow).execute(context_for(RetryLikeTI(1, 1), store))
-        assert store.data[TASK_STATE_KEY] == {
-            "run_id": run_id,
-            "flow_id": flow,
-            "window_start": JAN1,
-            "window_end": JAN2,
-        }
-        from airflow.sdk.execution_time.context import NEVER_EXPIRE
-
-        assert store.retention is NEVER_EXPIRE
+        assert store.data[TASK_STATE_KEY] == entry(run_id, flow, first_try=1)
+        # the first write, before anything else, starts the sequence; the next one comes before the POST
+        assert [w["run_id"] for w in store.writes] == [None, None, run_id]
+        assert [w["create_attempted"] for w in store.writes] == [False, True, True]
+        assert store.retention == TASK_STATE_RETENTION == timedelta(days=30)
 
     def test_retry_adopts_stored_succeeded_run_without_listing(self, emu, output):
         flow = emu.add_flow(polls_to_finish=0)
         done = finished_run(emu, flow)
         emu.reset_requests()
-        store = DictStore(
-            {TASK_STATE_KEY: {"run_id": done, "flow_id": flow, "window_start": JAN1, "window_end": JAN2}}
-        )
+        store = DictStore({TASK_STATE_KEY: entry(done, flow)})
         assert op_for(flow).execute(context_for(RetryLikeTI(2, 1), store)) == done
         assert not posts(emu)
         assert not [r for r in emu.requests if r.method == "GET" and r.path.endswith("/flowservice/runs")]
@@ -552,9 +767,7 @@ class TestTaskStateStore:
     def test_retry_reattaches_to_stored_running_run(self, emu, output):
         flow = emu.add_flow(polls_to_finish=3)
         running = FlowServiceHook(retry=FAST).create_run(flow, JAN1, JAN2).run_id
-        store = DictStore(
-            {TASK_STATE_KEY: {"run_id": running, "flow_id": flow, "window_start": JAN1, "window_end": JAN2}}
-        )
+        store = DictStore({TASK_STATE_KEY: entry(running, flow)})
         assert op_for(flow).execute(context_for(RetryLikeTI(2, 1), store)) == running
         assert len(posts(emu)) == 1
         assert f"Reattaching to flow run {running}" in output()
@@ -562,9 +775,7 @@ class TestTaskStateStore:
     def test_retry_replaces_stored_failed_run(self, emu):
         flow = emu.add_flow(outcome="failed", polls_to_finish=0)
         failed = finished_run(emu, flow)
-        store = DictStore(
-            {TASK_STATE_KEY: {"run_id": failed, "flow_id": flow, "window_start": JAN1, "window_end": JAN2}}
-        )
+        store = DictStore({TASK_STATE_KEY: entry(failed, flow)})
         with pytest.raises(FlowServiceRunError) as err:  # the new run fails as well, but it is new
             op_for(flow).execute(context_for(RetryLikeTI(2, 1), store))
         assert err.value.run_id != failed
@@ -574,19 +785,59 @@ class TestTaskStateStore:
     def test_stored_run_of_another_window_is_ignored(self, emu):
         flow = emu.add_flow(polls_to_finish=0)
         other = finished_run(emu, flow, window=(JAN1 - 86400, JAN1))
-        store = DictStore(
-            {
-                TASK_STATE_KEY: {
-                    "run_id": other,
-                    "flow_id": flow,
-                    "window_start": JAN1 - 86400,
-                    "window_end": JAN1,
-                }
-            }
-        )
+        store = DictStore({TASK_STATE_KEY: entry(other, flow, window=(JAN1 - 86400, JAN1))})
         run_id = op_for(flow).execute(context_for(RetryLikeTI(2, 1), store))
         assert run_id != other
         assert len(posts(emu)) == 2
+
+    def test_run_stored_before_a_clear_is_not_trusted(self, emu, output):
+        """Retry 4 of the sequence begun at try 3 (cleared after try 2) finds the entry of the
+        sequence begun at try 1 (try 3 could not write its own): it is not trusted, and the run it
+        names, older than the DAG run's start (reset by the clear), is not adopted."""
+        flow = emu.add_flow(polls_to_finish=0)
+        before_clear = finished_run(emu, flow)
+        store = DictStore({TASK_STATE_KEY: entry(before_clear, flow, first_try=1)})
+        ti = RetryLikeTI(try_number=4, max_tries=3)  # cleared after try 2: max_tries = 2 + retries (1)
+        cleared_at = datetime.now(UTC) + timedelta(seconds=1)
+        run_id = op_for(flow).execute(context_for(ti, store, dag_run_started=cleared_at))
+        assert run_id != before_clear
+        assert len(posts(emu)) == 2
+        assert "an earlier sequence of tries stored it (the task was cleared since)" in output()
+        assert store.data[TASK_STATE_KEY]["first_try"] == 3
+
+    def test_retry_after_a_first_try_that_created_nothing_creates(self, emu):
+        """The first try after a clear stored its sequence but failed before creating: a finished
+        run of the window is older than the sequence, so the retry creates a new one."""
+        flow = emu.add_flow(polls_to_finish=0)
+        before_clear = finished_run(emu, flow)
+        store = DictStore({TASK_STATE_KEY: entry(None, flow, first_try=3)})
+        run_id = op_for(flow).execute(context_for(RetryLikeTI(4, 3), store))
+        assert run_id != before_clear
+        assert len(posts(emu)) == 2
+
+    def test_retry_adopts_run_created_by_the_sequence_before_the_id_was_saved(self, emu):
+        """The worker died between the POST and saving the run id: the run was not among those
+        that existed before the sequence's create, so the retry adopts it."""
+        flow = emu.add_flow(polls_to_finish=0)
+        before_clear = finished_run(emu, flow)
+        created = finished_run(emu, flow)
+        stored = entry(None, flow, first_try=3, create_attempted=True, pre_existing=[before_clear])
+        store = DictStore({TASK_STATE_KEY: stored})
+        assert op_for(flow).execute(context_for(RetryLikeTI(4, 3), store)) == created
+        assert len(posts(emu)) == 2  # both made by finished_run above: no new one
+
+    def test_a_store_that_fails_never_fails_the_task(self, emu, output):
+        class BrokenStore(DictStore):
+            def get(self, key, default=None):
+                raise RuntimeError("store down")
+
+            def set(self, key, value, *, retention=None):
+                raise RuntimeError("store down")
+
+        flow = emu.add_flow(polls_to_finish=0)
+        done = finished_run(emu, flow)
+        assert op_for(flow).execute(context_for(RetryLikeTI(2, 1), BrokenStore())) == done
+        assert "Could not read task_state_store" in output()
 
 
 # ------------------------------------------------------------------ deferred completion and on_kill

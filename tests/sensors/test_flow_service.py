@@ -22,6 +22,7 @@ from airflow_provider_flowservice.exceptions import (
     FlowServiceError,
     FlowServiceRunError,
 )
+from airflow_provider_flowservice.links.flow_service import FlowServiceRunLink
 from airflow_provider_flowservice.retry import RetryPolicy
 from airflow_provider_flowservice.sensors.flow_service import (
     DEFAULT_POLL_INTERVAL,
@@ -30,7 +31,11 @@ from airflow_provider_flowservice.sensors.flow_service import (
 )
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
 from airflow_provider_flowservice.triggers.flow_service import FlowServiceRunTrigger
-from airflow_provider_flowservice.version_compat import AirflowFailException, AirflowSkipException
+from airflow_provider_flowservice.version_compat import (
+    AIRFLOW_V_3_0_PLUS,
+    AirflowFailException,
+    AirflowSkipException,
+)
 
 WINDOW = (1735689600, 1735693200)
 ONE_TRY = RetryPolicy(max_attempts=1, initial_backoff=0.0, max_backoff=0.0, max_total_seconds=5.0)
@@ -130,8 +135,11 @@ def test_poke_until_success_returns_the_summary(
     assert done.xcom_value["run_id"] == run_id
     assert done.xcom_value["status"] == "success"
     assert done.xcom_value["files"] == {"inputFileCount": 2, "outputFileCount": 2, "failedFileCount": 0}
-    assert context["ti"].xcom["run_url"].startswith("https://")
-    assert context["ti"].pushes == 1  # the URL is pushed once, not on every poke
+    ti = context["ti"]
+    assert ti.xcom["run_url"].startswith("https://")
+    if AIRFLOW_V_3_0_PLUS:  # Airflow 3's UI reads the link's own XCom: written at the first poke
+        assert ti.xcom[FlowServiceRunLink().xcom_key] == ti.xcom["run_url"]
+    assert ti.pushes == (2 if AIRFLOW_V_3_0_PLUS else 1)  # once, not on every poke
 
 
 def test_poke_mode_execute_returns_the_summary(flow_service_conn: FlowServiceEmulator, context: dict) -> None:
@@ -155,6 +163,7 @@ def test_failed_run_fails_without_retry_and_names_its_errors(
     assert error.run_id == run_id and error.status == "failed"
     assert [e.code for e in error.errors] == ["CONNECTOR-1234-500"]
     assert "CONNECTOR-1234-500: table locked" in str(error)
+    assert f"See {context['ti'].xcom['run_url']}" in str(error)
 
 
 @pytest.mark.parametrize("flag", ["soft_fail", "never_fail"])
@@ -228,6 +237,50 @@ def test_deferrable_defers_with_everything_the_trigger_needs(
     text = json.dumps(kwargs)
     assert flow_service_conn.client_secret not in text
     assert not any(token in text for token in flow_service_conn.tokens_issued)
+
+
+def test_deferral_deadline_is_clipped_by_execution_timeout(
+    flow_service_conn: FlowServiceEmulator, context: dict
+) -> None:
+    """Like the operator: the trigger fires before Airflow's own execution_timeout cut-off."""
+    from datetime import UTC, datetime
+
+    from airflow_provider_flowservice.triggers.flow_service import MIN_REQUEST_SECONDS
+
+    run_id = _run(flow_service_conn, polls=5)
+    context["ti"].start_date = datetime.now(UTC) - timedelta(seconds=40)
+    sensor = _sensor(run_id, deferrable=True, timeout=3600, execution_timeout=timedelta(seconds=100))
+    with pytest.raises(TaskDeferred) as caught:
+        sensor.execute(context)
+    end_time = caught.value.trigger.serialize()[1]["end_time"]
+    expected = context["ti"].start_date.timestamp() + 100 - MIN_REQUEST_SECONDS - 5
+    assert end_time == pytest.approx(expected, abs=0.01)
+
+
+def test_deferred_sensor_sends_the_default_retry_policy_as_values(
+    flow_service_conn: FlowServiceEmulator, context: dict
+) -> None:
+    run_id = _run(flow_service_conn, polls=5)
+    with pytest.raises(TaskDeferred) as caught:
+        _sensor(run_id, deferrable=True).execute(context)
+    assert caught.value.trigger.serialize()[1]["retry"] == RetryPolicy().to_dict()
+
+
+def test_deferred_failure_names_the_run_page(context: dict) -> None:
+    """execute_complete reads the run URL the sensor pushed before deferring."""
+
+    class PullingTI(RecordingTI):
+        task_id = "wait"
+
+        def xcom_pull(self, *, task_ids: str, key: str, map_indexes: int) -> Any:
+            assert (task_ids, map_indexes) == ("wait", -1)
+            return self.xcom.get(key)
+
+    ti = PullingTI()
+    ti.xcom["run_url"] = "https://experience.adobe.com/#/platform/source/dataflows/f/runs"
+    failed = _summary("failed", [{"code": "CONNECTOR-2001-500", "message": "boom"}])
+    with pytest.raises(FlowServiceRunOutcomeError, match=r"See https://experience\.adobe\.com/"):
+        _sensor("run-1").execute_complete({"ti": ti}, _event("terminal", summary=failed))
 
 
 def test_deferrable_does_not_defer_for_a_finished_run(

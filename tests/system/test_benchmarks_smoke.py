@@ -50,3 +50,11 @@ def test_dag_parse_cost_quick_prints_figures_and_no_network() -> None:
     out = _run("dag_parse_cost.py", "--quick")
     assert "+ our operator, sensor and hook modules" in out, out
     assert "network calls or connection reads during construction: 0" in out, out
+
+
+def test_http_stack_floor_quick_prints_each_layer() -> None:
+    out = _run("http_stack_floor.py", "--quick")
+    for layer in ("FlowServiceAsyncHook.get_run", "httpx transport", "httpcore pool", "aiohttp session"):
+        assert layer in out, out
+    ours = next(line for line in out.splitlines() if "FlowServiceAsyncHook.get_run" in line)
+    assert float(ours.split()[-2]) > 0, out
