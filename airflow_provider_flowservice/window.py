@@ -27,7 +27,8 @@ _NULLISH = {"", "none", "null", "nan"}
 
 FIX_DATA_INTERVAL = (
     'use a data-interval timetable, e.g. schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC") '
-    "(from airflow.timetables.interval import CronDataIntervalTimetable), or pass window_start and "
+    "(from airflow.sdk import CronDataIntervalTimetable on Airflow 3, or from airflow.timetables.interval "
+    "on Airflow 2), or pass window_start and "
     'window_end explicitly, e.g. window_start="{{ params.window_start }}", '
     'window_end="{{ params.window_end }}" with the values given as trigger params'
 )
