@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from airflow_provider_flowservice.status import FlowRunStatus
 from airflow_provider_flowservice.window import MILLISECONDS_THRESHOLD
@@ -25,9 +25,12 @@ class RunError:
         return f"{self.code}: {self.message}" if self.code else self.message
 
 
-@dataclass(frozen=True)
-class CreatedRun:
-    """The answer to a create request: the run id, its etag, and whether an existing run was adopted."""
+class CreatedRun(NamedTuple):
+    """The answer to a create request: the run id, its etag, and whether an existing run was adopted.
+
+    A NamedTuple rather than a dataclass: it is as immutable, and cheaper to define, which every
+    DAG file importing the provider pays for.
+    """
 
     run_id: str
     etag: str | None = None

@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from airflow_provider_flowservice.exceptions import FlowServiceConfigError
 
@@ -34,9 +33,11 @@ FIX_DATA_INTERVAL = (
 )
 
 
-@dataclass(frozen=True)
-class Window:
-    """A run window in unix seconds, start inclusive, end exclusive (as Flow Service reads it)."""
+class Window(NamedTuple):
+    """A run window in unix seconds, start inclusive, end exclusive (as Flow Service reads it).
+
+    A NamedTuple, not a dataclass, to keep the provider's import (paid by every DAG parse) cheap.
+    """
 
     start: int
     end: int

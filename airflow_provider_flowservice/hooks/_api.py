@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import SplitResult, parse_qs, quote, urlsplit
 
 from airflow_provider_flowservice import __version__
@@ -192,8 +191,7 @@ def matches_window(run: FlowRun, flow_id: str, window_start: int, window_end: in
     )
 
 
-@dataclass(frozen=True)
-class AdoptionRule:
+class AdoptionRule(NamedTuple):
     """Which run an unanswered create attempt may have made, so the next attempt can adopt it.
 
     :param since_ms: the first attempt (unix ms), less the clock-skew allowance.

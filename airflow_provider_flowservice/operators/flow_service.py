@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow_provider_flowservice.exceptions import (
     FlowServiceError,
@@ -76,8 +75,7 @@ def is_automatic_retry(try_number: int, max_tries: int, retries: int) -> bool:
     return try_number > first_try_of_sequence(max_tries, retries)
 
 
-@dataclass(frozen=True)
-class _RunRequest:
+class _RunRequest(NamedTuple):
     """The validated values a run is created with."""
 
     flow_id: str
@@ -93,21 +91,21 @@ class _RunRequest:
         ) == (self.window.start, self.window.end)
 
 
-@dataclass
 class _Sequence:
     """Where this try stands in its sequence of tries, and what that sequence already did.
 
     ``entry`` is the sequence's task_state_store entry (Airflow 3.3+), None when there is no store
     or no entry written by this sequence; ``started_at`` (epoch seconds) is the DAG run's start,
-    the time cutoff used without an entry.
+    the time cutoff used without an entry. (A plain class: a dataclass costs every DAG parse.)
     """
 
-    first_try: int
-    retry: bool
-    store: Any | None = None
-    entry: dict[str, Any] | None = None
-    started_at: float | None = None
-    seen: list[str] = field(default_factory=list)
+    def __init__(self, first_try: int, retry: bool) -> None:
+        self.first_try = first_try
+        self.retry = retry
+        self.store: Any | None = None
+        self.entry: dict[str, Any] | None = None
+        self.started_at: float | None = None
+        self.seen: list[str] = []
 
 
 class FlowServiceCreateRunOperator(BaseOperator):
