@@ -42,7 +42,10 @@ if __name__ == "__main__":  # before Airflow is imported: log everything, keep A
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="flowservice-soak-"))
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-FAULT_KINDS = ("429", "500", "502", "503", "504", "drop", "drop_after_create", "reset", "slow")
+FAULT_KINDS = (
+    "429", "500", "502", "503", "504", "drop", "drop_after_create", "502_after_create", "504_after_create",
+    "reset", "slow",
+)
 READ_TIMEOUT = 0.5
 SLOW_DELAY = 0.6
 """A slow answer comes after the client's read timeout, but before it looks again (read timeout later)."""
