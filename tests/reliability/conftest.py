@@ -4,8 +4,6 @@ server whose certificate nobody trusts."""
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import ssl
 import threading
 import uuid
@@ -18,6 +16,7 @@ import pytest
 
 from airflow_provider_flowservice.auth import TOKEN_CACHE
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
+from tests.reliability._support import self_signed_certificate
 
 SECRET = f"s3cr3t-{uuid.uuid4()}"
 """The client secret of every emulator here: distinctive, so a grep for it cannot match by chance."""
@@ -70,35 +69,6 @@ def define_conn(emu: FlowServiceEmulator, monkeypatch: pytest.MonkeyPatch) -> Ca
     return define
 
 
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(san, critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
 
 
 class _Quiet(BaseHTTPRequestHandler):
@@ -120,7 +90,7 @@ class _TLSServer(ThreadingHTTPServer):
 @pytest.fixture
 def self_signed_url(tmp_path: Path) -> Iterator[str]:
     """``https://127.0.0.1:PORT`` served with a certificate no CA signed."""
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server = _TLSServer(("127.0.0.1", 0), _Quiet)

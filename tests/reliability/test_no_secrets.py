@@ -13,7 +13,6 @@ default (a self-signed HTTPS endpoint is refused before anything is sent).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -41,7 +40,16 @@ from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
 from airflow_provider_flowservice.triggers.flow_service import FlowServiceRunTrigger
 from airflow_provider_flowservice.version_compat import AIRFLOW_V_3_0_PLUS
 from tests.e2e.harness import record_failure, run_dag
-from tests.reliability._support import FAST, JAN1, JAN2, context_for, execute, first_try, make_op
+from tests.reliability._support import (
+    FAST,
+    JAN1,
+    JAN2,
+    context_for,
+    execute,
+    first_try,
+    make_op,
+    self_signed_certificate,
+)
 from tests.reliability.conftest import SECRET
 
 if AIRFLOW_V_3_0_PLUS:
@@ -413,46 +421,12 @@ def test_ims_redirect_does_not_carry_the_client_secret_away(
 # ---------------------------------------------------------------- TLS
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (its own CA) and its key."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
 
 
 @pytest.fixture
 def https_server(tmp_path: Path) -> Iterator[tuple[RecordingServer, Path]]:
     """An HTTPS server with a self-signed certificate that records what it receives."""
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     server = RecordingServer("127.0.0.1")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)

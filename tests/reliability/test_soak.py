@@ -29,7 +29,10 @@ def soak() -> ModuleType:
 
 
 def test_short_soak_loses_duplicates_and_leaks_nothing(soak: ModuleType) -> None:
-    result = soak.run_soak(runs=20, fault_rate=0.15, seed=7, concurrency=10, revoke_every=1.0, max_seconds=60)
+    # Revocations every 0.25 s: the whole soak takes about 2 s, so several land while requests are still made.
+    result = soak.run_soak(
+        runs=20, fault_rate=0.15, seed=7, concurrency=10, revoke_every=0.25, max_seconds=60
+    )
     report = result.report()
     assert not result.timed_out, report
     assert result.terminal == 20, report
