@@ -38,6 +38,8 @@ FAST_SETTINGS_COMMON = {
     "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
     "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+    # Workers wait longer for the Execution API than the 5 s default (Airflow 3.1+; unused on 2.x).
+    "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
     "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
     "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
     "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "True",
@@ -308,8 +310,13 @@ def running_deployment(
     deployment = AirflowDeployment(home=home, dags_folder=dags_folder, extra_env=dict(extra_env))
     try:
         deployment.migrate()
-        deployment.start(*deployment.default_services())
+        services = deployment.default_services()
+        # The API server first: on a slow machine it takes several seconds to come up, and a task
+        # the scheduler starts before it answers fails its first try on an Execution API timeout.
+        first = tuple(s for s in services if s == "api-server")
+        deployment.start(*first)
         deployment.wait_api_ready()
+        deployment.start(*(s for s in services if s not in first))
         yield deployment
     except BaseException:
         report(deployment.log_tails())
