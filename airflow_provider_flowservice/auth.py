@@ -4,7 +4,9 @@ Every hook, async hook and trigger in a process shares one cache keyed by (token
 sha256 of the secret, scopes). A token is renewed before it expires; concurrent callers that need
 a token (threads, or tasks of one event loop) cause a single IMS request. On a 401 from the
 gateway a caller invalidates the cached token only if it is the one that failed, so a burst of
-401s triggers one renewal, not one per caller. Tokens and secrets are masked and never logged.
+401s triggers one renewal, not one per caller. A request is repeated with a renewed token; a token
+issued after the refusal being refused as well proves the credentials wrong (see
+:class:`Renewals`). Tokens and secrets are masked and never logged.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import threading
 import time
 import weakref
@@ -46,6 +49,8 @@ log = logging.getLogger(__name__)
 RENEW_BEFORE_SECONDS = 300.0
 RENEW_BEFORE_FRACTION = 0.1
 MIN_MARGIN_SECONDS = 1.0
+MAX_RENEWALS = 3
+"""Renewals one request may make after 401s (see :class:`Renewals`)."""
 """Short-lived tokens still get up to this much margin (at most a quarter of their life) for latency."""
 DEFAULT_TTL_SECONDS = 3600.0
 TokenKey = tuple[str, str, str, tuple[str, ...]]
@@ -85,6 +90,11 @@ class AccessToken:
         """
         margin = min(RENEW_BEFORE_SECONDS, RENEW_BEFORE_FRACTION * self.ttl)
         return self.expires_at - max(margin, min(MIN_MARGIN_SECONDS, 0.25 * self.ttl))
+
+    @property
+    def issued_at(self) -> float:
+        """When it was asked for (monotonic clock): it cannot predate this."""
+        return self.expires_at - self.ttl
 
     def is_fresh(self, now: float | None = None) -> bool:
         """Usable without renewal."""
@@ -366,17 +376,29 @@ class TokenProvider:
         return self.settings.uses_static_token
 
     def get(self, session: requests.Session | None = None) -> str:
-        """A usable token (sync)."""
-        if self.settings.access_token:
-            return self.settings.access_token
-        return self.cache.get(self.key, lambda: fetch_token(self.settings, self.policy, session)).value
+        """A usable token's value (sync)."""
+        return self.get_token(session).value
 
     async def aget(self, client: httpx.AsyncClient) -> str:
-        """A usable token (async)."""
+        """A usable token's value (async)."""
+        return (await self.aget_token(client)).value
+
+    def cached(self) -> AccessToken | None:
+        """The static token, or the cached one if it needs no renewal: no IMS request needed."""
         if self.settings.access_token:
-            return self.settings.access_token
-        token = await self.cache.aget(self.key, lambda: afetch_token(self.settings, self.policy, client))
-        return token.value
+            return AccessToken(value=self.settings.access_token, expires_at=math.inf, ttl=0.0)
+        return self.cache.peek(self.key)
+
+    def get_token(self, session: requests.Session | None = None) -> AccessToken:
+        """A usable token (sync), from IMS only if none is cached."""
+        fetch = lambda: fetch_token(self.settings, self.policy, session)  # noqa: E731
+        return self.cached() or self.cache.get(self.key, fetch)
+
+    async def aget_token(self, client: httpx.AsyncClient) -> AccessToken:
+        """A usable token (async), from IMS only if none is cached."""
+        return self.cached() or await self.cache.aget(
+            self.key, lambda: afetch_token(self.settings, self.policy, client)
+        )
 
     def invalidate(self, value: str) -> None:
         """The gateway refused ``value``: forget it if it is still the cached one."""
@@ -435,3 +457,27 @@ __all__ = [
     "fetch_token",
     "token_key",
 ]
+
+
+class Renewals:
+    """When one request may renew its token after a 401 and send again.
+
+    The first 401 always earns a renewal. The token used next may be another caller's renewal
+    from before that 401, revoked in the same wave; so a later 401 earns one more renewal while
+    the refused token predates the previous refusal. A token issued after the previous refusal
+    being refused proves the credentials wrong. At most :data:`MAX_RENEWALS` per request.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._last_refusal: float | None = None
+
+    def another(self, refused: AccessToken) -> bool:
+        """``refused`` was just answered 401: True to renew and send again."""
+        now = time.monotonic()
+        proven = self._last_refusal is not None and refused.issued_at >= self._last_refusal
+        if proven or self.count >= MAX_RENEWALS:
+            return False
+        self.count += 1
+        self._last_refusal = now
+        return True

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_flowservice.auth import TokenProvider
+from airflow_provider_flowservice.auth import AccessToken, Renewals, TokenProvider
 from airflow_provider_flowservice.connection import (
     CONN_TYPE,
     DEFAULT_CONN_ID,
@@ -169,22 +169,21 @@ class FlowServiceHook(BaseHook):
     def _send_once(
         self, method: str, path: str, *, params: Any = None, body: Any = None, url: str | None = None
     ) -> Any:
-        """One attempt (plus one repeat after a 401 and a token renewal); returns the decoded JSON."""
-        s = self.settings
+        """One attempt (repeated after a 401 with a renewed token, see ``Renewals``); the decoded JSON."""
+        s, tokens = self.settings, self.tokens
         target = url or s.api_url + path
-        token = self.tokens.get(self.session)
-        resp = self._http(method, target, path, token, params=params, body=body)
-        if resp.status_code == 401:
-            error = parse_error_response(resp, method, path, secrets=secrets_of(s, token))
-            if self.tokens.static or not self.tokens.is_token_refusal(error):
-                raise self.tokens.refused_error(error)
-            self.tokens.invalidate(token)
-            old, token = token, self.tokens.get(self.session)
-            resp = self._http(method, target, path, token, params=params, body=body)
-            if resp.status_code == 401:
-                error = parse_error_response(resp, method, path, secrets=secrets_of(s, old, token))
-                raise self.tokens.refused_error(error)
-        return decode_response(s, resp, method, path, token=token)
+        token = tokens.get_token(self.session)
+        resp = self._http(method, target, path, token.value, params=params, body=body)
+        sent, renewals = [token.value], Renewals()
+        while resp.status_code == 401:
+            error = parse_error_response(resp, method, path, secrets=secrets_of(s, *sent))
+            if tokens.static or not tokens.is_token_refusal(error) or not renewals.another(token):
+                raise tokens.refused_error(error)
+            tokens.invalidate(token.value)
+            token = tokens.get_token(self.session)
+            sent.append(token.value)
+            resp = self._http(method, target, path, token.value, params=params, body=body)
+        return decode_response(s, resp, method, path, token=token.value)
 
     def _request(
         self,
@@ -519,16 +518,14 @@ class FlowServiceAsyncHook:
                 raise failure from None
             raise transport_error(s, method, path, exc) from None
 
-    async def _token(self) -> str:
+    async def _token(self) -> AccessToken:
         """The access token: the connection's own, the cached one, or a new one from IMS."""
         tokens = self._tokens
         assert tokens is not None
-        if tokens.settings.access_token:  # a static token: no IMS
-            return tokens.settings.access_token
-        cached = tokens.cache.peek(tokens.key)
+        cached = tokens.cached()  # no client needed for it
         if cached is not None:
-            return cached.value
-        return await tokens.aget((await self._get_client()).token_client)
+            return cached
+        return await tokens.aget_token((await self._get_client()).token_client)
 
     async def _send_once(self, method: str, path: str, *, params: Any = None, url: str | None = None) -> Any:
         s = await self.get_settings()
@@ -536,18 +533,17 @@ class FlowServiceAsyncHook:
         assert tokens is not None
         target = url or s.api_url + path
         token = await self._token()
-        resp = await self._http(method, target, path, token, params=params, body=None)
-        if resp.status_code == 401:
-            error = parse_error_response(resp, method, path, secrets=secrets_of(s, token))
-            if tokens.static or not tokens.is_token_refusal(error):
+        resp = await self._http(method, target, path, token.value, params=params, body=None)
+        sent, renewals = [token.value], Renewals()
+        while resp.status_code == 401:
+            error = parse_error_response(resp, method, path, secrets=secrets_of(s, *sent))
+            if tokens.static or not tokens.is_token_refusal(error) or not renewals.another(token):
                 raise tokens.refused_error(error)
-            tokens.invalidate(token)
-            old, token = token, await self._token()
-            resp = await self._http(method, target, path, token, params=params, body=None)
-            if resp.status_code == 401:
-                error = parse_error_response(resp, method, path, secrets=secrets_of(s, old, token))
-                raise tokens.refused_error(error)
-        return decode_response(s, resp, method, path, token=token)
+            tokens.invalidate(token.value)
+            token = await self._token()
+            sent.append(token.value)
+            resp = await self._http(method, target, path, token.value, params=params, body=None)
+        return decode_response(s, resp, method, path, token=token.value)
 
     async def _request(self, method: str, path: str, *, params: Any = None, url: str | None = None) -> Any:
         send: Callable[[], Awaitable[Any]] = lambda: self._send_once(method, path, params=params, url=url)  # noqa: E731

@@ -112,6 +112,32 @@ async def test_401_renews_once_second_401_is_an_auth_error(em: FlowServiceEmulat
         assert em.token_requests == 4
 
 
+async def test_a_cached_token_from_before_the_refusal_refused_too_earns_one_fresh_renewal(
+    em: FlowServiceEmulator,
+) -> None:
+    # As the sync test of that name: a trigger's poll held by the server while a worker renews and
+    # the tokens are revoked again must renew once more, not end the wait with an auth error.
+    _, run_id = make_run(em)
+    before = em.token_requests
+    async with FlowServiceAsyncHook(retry=FAST) as hook:
+        await hook.get_run(run_id)
+        em.revoke_tokens()
+        em.inject("slow", delay=2.0)
+        held = asyncio.ensure_future(hook.get_run(run_id))
+        for _ in range(1000):
+            if any(r.fault == "slow" for r in em.requests):
+                break
+            await asyncio.sleep(0.01)
+        renewed = await asyncio.to_thread(lambda: FlowServiceHook(retry=FAST).get_run(run_id))
+        assert renewed.id == run_id
+        em.revoke_tokens()
+        assert not held.done(), "the held poll ended before the worker was done: the staging did not hold"
+        assert (await asyncio.wait_for(held, 15)).id == run_id
+    assert em.token_requests == before + 3  # T1 (the trigger), T2 (the worker), T3 (the trigger again)
+    t0, a1, b1, b2, a2, a3 = [r.headers["authorization"] for r in fs_requests(em)]
+    assert t0 == a1 == b1 != b2 == a2 != a3 != a1
+
+
 async def test_transient_faults_are_retried_without_blocking_the_loop(
     em: FlowServiceEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:

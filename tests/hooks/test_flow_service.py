@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_flowservice.auth import TOKEN_CACHE
+from airflow_provider_flowservice.auth import MAX_RENEWALS, TOKEN_CACHE, AccessToken, Renewals
 from airflow_provider_flowservice.connection import DEFAULT_UI_URL_TEMPLATE
 from airflow_provider_flowservice.exceptions import (
     FlowServiceApiError,
@@ -171,6 +171,46 @@ def test_second_401_is_an_auth_error_naming_the_connection(
     assert len(fs_requests(em)) == 2  # one renewal, one repeat, no retry loop on auth errors
     for token in em.tokens_issued:
         assert token not in message
+
+
+def test_a_cached_token_from_before_the_refusal_refused_too_earns_one_fresh_renewal(
+    em: FlowServiceEmulator, hook: FlowServiceHook
+) -> None:
+    # A's request carries T1 and is held 2 s by the server. Meanwhile the tokens are revoked, B
+    # renews to T2, and the tokens are revoked again. A's 401 on T1 makes it take the cached T2:
+    # issued before A saw its refusal, refused as well, so it proves nothing about the credentials.
+    # A renews once more (T3, fetched for it) and succeeds instead of failing the task.
+    flow = em.add_flow()
+    hook.get_flow(flow)
+    em.revoke_tokens()
+    em.inject("slow", delay=2.0)
+    box: list[Any] = []
+    a = threading.Thread(target=lambda: box.append(FlowServiceHook(retry=FAST).get_flow(flow)))
+    a.start()
+    deadline = time.monotonic() + 10
+    while not any(r.fault == "slow" for r in em.requests) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert FlowServiceHook(retry=FAST).get_flow(flow).id == flow  # B: 401 on T1, renews to T2
+    em.revoke_tokens()
+    assert a.is_alive(), "A's held request ended before B was done: the staging did not hold"
+    a.join(timeout=15)
+    assert [f.id for f in box] == [flow]
+    assert em.token_requests == 3  # T1, T2 (B), T3 (A, after T2 was refused)
+    # in order of arrival: the first get, A with T1 (held), B with T1, B with T2, A with T2, A with T3
+    t0, a1, b1, b2, a2, a3 = [r.headers["authorization"] for r in fs_requests(em)]
+    assert t0 == a1 == b1 != b2 == a2 != a3 != a1
+
+
+def test_renewals_stop_at_a_token_issued_after_the_refusal_and_are_bounded() -> None:
+    now = time.monotonic()
+    old = AccessToken("t-old", expires_at=now - 10 + 3600, ttl=3600)  # issued 10 s ago
+    renewals = Renewals()
+    assert renewals.another(old)  # the first refusal always earns a renewal
+    assert renewals.another(old)  # a token from before that refusal proves nothing
+    fresh = AccessToken("t-new", expires_at=time.monotonic() + 3600, ttl=3600)
+    assert not renewals.another(fresh)  # issued after the last refusal, refused: the credentials
+    bounded = Renewals()
+    assert [bounded.another(old) for _ in range(MAX_RENEWALS + 1)] == [True] * MAX_RENEWALS + [False]
 
 
 def test_concurrent_callers_cause_one_ims_request_and_one_renewal(em: FlowServiceEmulator) -> None:

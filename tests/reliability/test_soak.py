@@ -29,9 +29,10 @@ def soak() -> ModuleType:
 
 
 def test_short_soak_loses_duplicates_and_leaks_nothing(soak: ModuleType) -> None:
-    # A revocation every 0.6 s: the soak takes about 2 s, so some land while requests are still made,
-    # and far enough apart for one renewal to succeed (revocations faster than a round trip are a
-    # known limit, see README).
+    # A revocation every 0.6 s: the soak takes 1 to 6 s, so some land while requests are still made.
+    # A request holding another caller's token from before a revocation renews again (a CI machine
+    # once lost a run here when it did not); revocations as frequent as round trips are a known
+    # limit, see README.
     result = soak.run_soak(
         runs=20, fault_rate=0.15, seed=7, concurrency=10, revoke_every=0.6, max_seconds=60
     )
