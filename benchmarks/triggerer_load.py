@@ -255,13 +255,16 @@ def client_role(args: argparse.Namespace) -> int:
     """One measured pass: set up runs, wait for GO on stdin, run the waiters, print RESULT JSON."""
     import tracemalloc
 
-    hello = json.loads(args.hello)
+    # Connection details (the emulator's client secret, a token) come on stdin, never on the
+    # command line, where any user of the machine could read them.
+    given = json.loads(_read_line(sys.stdin, 120, "connection details"))
+    hello, token = given["hello"], given["token"]
     os.environ[f"AIRFLOW_CONN_{OUR_CONN_ID.upper()}"] = hello["connection"]
     os.environ[f"AIRFLOW_CONN_{HTTP_CONN_ID.upper()}"] = json.dumps(
         {"conn_type": "http", "host": "127.0.0.1", "port": hello["port"], "schema": "http"}
     )
     headers = {
-        "Authorization": f"Bearer {args.token}",
+        "Authorization": f"Bearer {token}",
         "x-api-key": hello["client_id"],
         "x-gw-ims-org-id": hello["org_id"],
         "x-sandbox-name": hello["sandbox_name"],
@@ -389,7 +392,7 @@ def run_pass(
     """One measured pass in a fresh client process; emulator counters are diffed around it."""
     command = [
         sys.executable, __file__, "_client", "--impl", impl, "--n", str(n), "--polls", str(args.polls),
-        "--interval", str(args.interval), "--hello", json.dumps(emulator.hello), "--token", token,
+        "--interval", str(args.interval),
     ]
     if lagged:
         command.append("--lag")
@@ -406,6 +409,8 @@ def run_pass(
     )
     assert proc.stdin is not None and proc.stdout is not None
     try:
+        proc.stdin.write(json.dumps({"hello": emulator.hello, "token": token}) + "\n")
+        proc.stdin.flush()
         deadline = time.monotonic() + 240
         while not _read_line(proc.stdout, max(1.0, deadline - time.monotonic()), "client READY").startswith(
             "READY"
@@ -492,8 +497,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="add a cProfiled pass per N and impl")
     # client role only
     parser.add_argument("--impl", choices=["ours", "baseline"], help=argparse.SUPPRESS)
-    parser.add_argument("--hello", help=argparse.SUPPRESS)
-    parser.add_argument("--token", help=argparse.SUPPRESS)
     parser.add_argument("--tracemalloc", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--lag", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
