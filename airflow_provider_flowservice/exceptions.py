@@ -66,7 +66,13 @@ class FlowServiceAuthError(FlowServiceApiError):
 
 
 class FlowServiceRetryError(FlowServiceApiError):
-    """Transient errors (429, 5xx, timeouts, resets) outlasted the retry budget."""
+    """Transient errors (429, 5xx, timeouts, resets) outlasted the retry budget.
+
+    ``retry_after`` holds the seconds the server last asked to wait (``Retry-After``), if it did:
+    a poller waits at least that long before asking again.
+    """
+
+    retry_after: float | None = None
 
 
 class FlowServiceRunError(FlowServiceError):

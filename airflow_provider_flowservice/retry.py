@@ -353,7 +353,7 @@ def _give_up(
             f"max_total_seconds={policy.max_total_seconds:g}); "
             f"last error: {last.description}"
         )
-    return FlowServiceRetryError(
+    error = FlowServiceRetryError(
         message,
         status_code=last.status_code,
         error_code=api.error_code if api else None,
@@ -364,6 +364,8 @@ def _give_up(
         url=path,
         run_id=api.run_id if api else None,
     )
+    error.retry_after = last.retry_after
+    return error
 
 
 def call_with_retry(policy: RetryPolicy, attempt: Callable[[], T], *, method: str, path: str) -> T:
@@ -431,6 +433,11 @@ def redirect_error(
         method=method,
         url=path,
     )
+
+
+def server_wait(exc: BaseException) -> float:
+    """Seconds a poller should hold off after ``exc``: what the server asked (Retry-After), else 0."""
+    return float(getattr(exc, "retry_after", None) or 0.0)
 
 
 def is_transient(exc: BaseException) -> bool:

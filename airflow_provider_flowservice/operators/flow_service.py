@@ -25,7 +25,7 @@ from airflow_provider_flowservice.links.flow_service import (
 )
 from airflow_provider_flowservice.models import FlowRun
 from airflow_provider_flowservice.outcome import EVENT_TERMINAL, EVENT_TIMEOUT, apply_outcome, format_summary
-from airflow_provider_flowservice.retry import is_transient
+from airflow_provider_flowservice.retry import is_transient, server_wait
 from airflow_provider_flowservice.status import FlowRunStatus, RunState
 from airflow_provider_flowservice.version_compat import (
     BaseOperator,
@@ -314,11 +314,13 @@ class FlowServiceCreateRunOperator(BaseOperator):
         deadline = time.monotonic() + timeout
         last: FlowRun | None = None
         while True:
+            hold_off = 0.0
             try:
                 run = hook.get_run(run_id)
             except FlowServiceError as exc:
                 if not is_transient(exc):
                     raise
+                hold_off = server_wait(exc)  # Retry-After beyond the hook's budget: wait what was asked
                 self.log.warning("Transient error polling flow run %s (will keep polling): %s", run_id, exc)
             else:
                 if last is None or run.raw_status != last.raw_status:
@@ -336,7 +338,7 @@ class FlowServiceCreateRunOperator(BaseOperator):
                     run_id=run_id,
                     last_status=last.raw_status if last else None,
                 )
-            time.sleep(min(self.poll_interval, remaining))
+            time.sleep(min(max(self.poll_interval, hold_off), remaining))
 
     def _accepts(self, run: FlowRun) -> bool:
         return run.status is FlowRunStatus.SUCCESS or (

@@ -23,7 +23,7 @@ from airflow_provider_flowservice.models import FlowRun
 # The event ``status`` values and is_transient live in cheap modules, so the operator and sensor
 # need not import this one (and airflow.triggers.base) while a DAG file is parsed; see __all__.
 from airflow_provider_flowservice.outcome import EVENT_ERROR, EVENT_TERMINAL, EVENT_TIMEOUT
-from airflow_provider_flowservice.retry import is_transient
+from airflow_provider_flowservice.retry import is_transient, server_wait
 
 #: A poll request may run at least this long even when the deadline is nearer (one last look).
 MIN_REQUEST_SECONDS = 5.0
@@ -201,6 +201,7 @@ class FlowServiceRunTrigger(BaseTrigger):
             int(self.end_time),
         )
         while True:
+            hold_off = 0.0
             try:
                 async with asyncio.timeout(max(self.end_time - time.time(), MIN_REQUEST_SECONDS)):
                     run = await hook.get_run(self.run_id)
@@ -211,6 +212,7 @@ class FlowServiceRunTrigger(BaseTrigger):
                     message = self._error_message(exc)
                     self.log.error("%s", message)
                     return EVENT_ERROR, last, message
+                hold_off = server_wait(exc)
                 self.log.warning(
                     "Transient error polling %s (will keep polling until the deadline): %s: %s",
                     self._what(),
@@ -232,7 +234,9 @@ class FlowServiceRunTrigger(BaseTrigger):
                 message = self._timeout_message(polls, last)
                 self.log.warning("%s", message)
                 return EVENT_TIMEOUT, last, message
-            next_poll = self._next_poll(next_poll, time.monotonic())
+            now = time.monotonic()
+            # the next tick, unless the server asked for longer (a Retry-After beyond the hook's budget)
+            next_poll = max(self._next_poll(next_poll, now), now + hold_off)
             await self._sleep_until(next_poll)
 
     async def _sleep_until(self, when: float) -> None:

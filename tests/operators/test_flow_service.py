@@ -130,6 +130,20 @@ def test_success_sends_window_and_returns_run_id(emu, output, deferrable):
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
+def test_wait_holds_off_as_long_as_a_retry_after_beyond_the_retry_budget(emu, deferrable):
+    # FAST allows 2 s in all: a 429 asking for 2.5 s ends the hook's call at once, and the wait
+    # (blocking loop or trigger) asks again only after those 2.5 s, not at its 0.05 s poll interval.
+    flow = emu.add_flow(polls_to_finish=2)
+    emu.inject("429", method="GET", path="/runs/", retry_after="2.5")
+    result = run_dag(make_dag(flow_id=flow, deferrable=deferrable), logical_date=LOGICAL)
+    assert result.states == {"run": "success"}, result.errors
+    run_id = result.xcom("run")
+    gets = [r for r in emu.requests if r.method == "GET" and r.path.endswith(f"/runs/{run_id}")]
+    (refused,) = [i for i, r in enumerate(gets) if r.fault == "429"]
+    assert gets[refused + 1].time - gets[refused].time >= 2.4
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
 def test_failed_run_fails_task_with_errors(emu, deferrable):
     flow = emu.add_flow(outcome="failed", polls_to_finish=1)
     result = run_dag(make_dag(flow_id=flow, deferrable=deferrable), logical_date=LOGICAL)

@@ -151,6 +151,17 @@ async def test_transient_faults_are_survived(emu, logs):
     assert "Transient error polling" in logs()
 
 
+async def test_a_retry_after_beyond_the_retry_budget_holds_the_next_poll_off(emu, logs):
+    flow = emu.add_flow(polls_to_finish=1)
+    run_id = create_run(emu, flow)
+    emu.inject("429", path=f"/runs/{run_id}", retry_after="2.5")  # FAST_RETRY allows 2 s in all
+    (event,) = await collect(make_trigger(run_id))
+    assert event.payload["run_status"] == "success"
+    times = poll_times(emu, run_id)
+    assert times[1] - times[0] >= 2.4  # not the 0.02 s poll interval
+    assert "Retry-After" in logs()
+
+
 async def test_transient_faults_until_deadline_give_timeout_not_error(emu):
     flow = emu.add_flow(polls_to_finish=0)
     run_id = create_run(emu, flow)
