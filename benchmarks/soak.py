@@ -7,7 +7,8 @@ through the hook), the trigger's wait in one shared event loop (as in a triggere
 operator's reuse rule must then reattach instead of creating again). Meanwhile the emulator
 gives each Flow Service request a random fault with probability ``--fault-rate`` (429, 5xx,
 dropped connection, dropped after creating the run, reset, slow answer past the read timeout)
-and every ``--revoke-every`` seconds all access tokens are revoked.
+and all access tokens are revoked once the first requests are made, then every ``--revoke-every``
+seconds.
 
 At the end it prints the runs requested, the runs that reached a terminal state, lost runs,
 duplicated runs (more than one run in the emulator for one window), leaked secrets (the client
@@ -50,6 +51,8 @@ READ_TIMEOUT = 0.5
 SLOW_DELAY = 0.6
 """A slow answer comes after the client's read timeout, but before it looks again (read timeout later)."""
 WINDOWS_PER_FLOW = 25
+FIRST_REVOCATION_AFTER = 20
+"""Requests the emulator has seen when the first revocation comes."""
 BASE = 1704067200  # 2024-01-01T00:00:00Z
 
 
@@ -164,6 +167,22 @@ def _worker_thread_init() -> None:
         sentinel.callers = {}
 
 
+def _warm_up_first_use() -> None:
+    """Do once, in this thread, what Airflow 2 does lazily on first use.
+
+    On its first ``execute()`` Airflow 2 imports ``airflow.decorators.base``, and on its first
+    ``Connection`` it configures the ORM mappers, which imports every model. Done by several
+    worker threads at once, the two deadlock on the import lock. A task runner has a single thread,
+    so it never meets this; the soak's threads would.
+    """
+    from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
+    from airflow_provider_flowservice.version_compat import AIRFLOW_V_3_0_PLUS
+
+    if not AIRFLOW_V_3_0_PLUS:
+        import airflow.decorators.base  # noqa: F401
+    FlowServiceHook().settings  # noqa: B018 -- reads the connection: builds a Connection
+
+
 def _exception_text(exc: BaseException) -> str:
     import traceback
 
@@ -224,10 +243,14 @@ async def _soak(
             await one(index, flow, start)
 
     async def revoker() -> None:
+        # The first revocation as soon as requests flow (an idle machine can finish a short soak in
+        # less than one revoke_every), then one every revoke_every seconds.
+        while revoke_every > 0 and len(emu.requests) < FIRST_REVOCATION_AFTER:
+            await asyncio.sleep(0.01)
         while revoke_every > 0:
-            await asyncio.sleep(revoke_every)
             emu.revoke_tokens()
             result.revocations += 1
+            await asyncio.sleep(revoke_every)
 
     with ThreadPoolExecutor(
         max_workers=concurrency, thread_name_prefix="soak-worker", initializer=_worker_thread_init
@@ -276,6 +299,7 @@ def run_soak(
             os.environ["AIRFLOW_CONN_FLOW_SERVICE_DEFAULT"] = emu.connection_json(
                 read_timeout=READ_TIMEOUT, connect_timeout=2
             )
+            _warm_up_first_use()
             kinds = FAULT_KINDS if fault_rate > 0 else ()
             emu.set_random_faults(fault_rate, kinds, seed=seed, delay=SLOW_DELAY)
             try:

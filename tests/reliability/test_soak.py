@@ -29,7 +29,8 @@ def soak() -> ModuleType:
 
 
 def test_short_soak_loses_duplicates_and_leaks_nothing(soak: ModuleType) -> None:
-    # A revocation every 0.6 s: the soak takes 1 to 6 s, so some land while requests are still made.
+    # A revocation once 20 requests are made, then every 0.6 s: the soak takes 0.5 to 6 s, so at
+    # least one lands while requests are still made, however fast the machine.
     # A request holding another caller's token from before a revocation renews again (a CI machine
     # once lost a run here when it did not); revocations as frequent as round trips are a known
     # limit, see README.
