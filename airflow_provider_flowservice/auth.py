@@ -49,9 +49,9 @@ log = logging.getLogger(__name__)
 RENEW_BEFORE_SECONDS = 300.0
 RENEW_BEFORE_FRACTION = 0.1
 MIN_MARGIN_SECONDS = 1.0
+"""Short-lived tokens still get up to this much margin (at most a quarter of their life) for latency."""
 MAX_RENEWALS = 3
 """Renewals one request may make after 401s (see :class:`Renewals`)."""
-"""Short-lived tokens still get up to this much margin (at most a quarter of their life) for latency."""
 DEFAULT_TTL_SECONDS = 3600.0
 TokenKey = tuple[str, str, str, tuple[str, ...]]
 
@@ -357,6 +357,30 @@ def _transport_error(settings: FlowServiceConnectionSettings, exc: Exception) ->
     )
 
 
+class Renewals:
+    """When one request may renew its token after a 401 and send again.
+
+    The first 401 always earns a renewal. The token used next may be another caller's renewal
+    from before that 401, revoked in the same wave; so a later 401 earns one more renewal while
+    the refused token predates the previous refusal. A token issued after the previous refusal
+    being refused proves the credentials wrong. At most :data:`MAX_RENEWALS` per request.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._last_refusal: float | None = None
+
+    def another(self, refused: AccessToken) -> bool:
+        """``refused`` was just answered 401: True to renew and send again."""
+        now = time.monotonic()
+        proven = self._last_refusal is not None and refused.issued_at >= self._last_refusal
+        if proven or self.count >= MAX_RENEWALS:
+            return False
+        self.count += 1
+        self._last_refusal = now
+        return True
+
+
 class TokenProvider:
     """Hands out the access token of one connection: the static one, or one from the shared cache."""
 
@@ -399,6 +423,16 @@ class TokenProvider:
         return self.cached() or await self.cache.aget(
             self.key, lambda: afetch_token(self.settings, self.policy, client)
         )
+
+    def after_refusal(self, api_error: FlowServiceApiError, refused: AccessToken, renewals: Renewals) -> None:
+        """A 401 answered ``refused``: raise the auth error unless renewing may help, else forget it.
+
+        Renewing cannot help a static token or Flow Service's own 401s, nor once ``renewals`` says
+        the credentials are proven wrong (or its bound is reached).
+        """
+        if self.static or not self.is_token_refusal(api_error) or not renewals.another(refused):
+            raise self.refused_error(api_error)
+        self.invalidate(refused.value)
 
     def invalidate(self, value: str) -> None:
         """The gateway refused ``value``: forget it if it is still the cached one."""
@@ -450,6 +484,7 @@ class TokenProvider:
 __all__ = [
     "TOKEN_CACHE",
     "AccessToken",
+    "Renewals",
     "TokenCache",
     "TokenProvider",
     "TransientFailure",
@@ -458,26 +493,3 @@ __all__ = [
     "token_key",
 ]
 
-
-class Renewals:
-    """When one request may renew its token after a 401 and send again.
-
-    The first 401 always earns a renewal. The token used next may be another caller's renewal
-    from before that 401, revoked in the same wave; so a later 401 earns one more renewal while
-    the refused token predates the previous refusal. A token issued after the previous refusal
-    being refused proves the credentials wrong. At most :data:`MAX_RENEWALS` per request.
-    """
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._last_refusal: float | None = None
-
-    def another(self, refused: AccessToken) -> bool:
-        """``refused`` was just answered 401: True to renew and send again."""
-        now = time.monotonic()
-        proven = self._last_refusal is not None and refused.issued_at >= self._last_refusal
-        if proven or self.count >= MAX_RENEWALS:
-            return False
-        self.count += 1
-        self._last_refusal = now
-        return True

@@ -177,9 +177,7 @@ class FlowServiceHook(BaseHook):
         sent, renewals = [token.value], Renewals()
         while resp.status_code == 401:
             error = parse_error_response(resp, method, path, secrets=secrets_of(s, *sent))
-            if tokens.static or not tokens.is_token_refusal(error) or not renewals.another(token):
-                raise tokens.refused_error(error)
-            tokens.invalidate(token.value)
+            tokens.after_refusal(error, token, renewals)
             token = tokens.get_token(self.session)
             sent.append(token.value)
             resp = self._http(method, target, path, token.value, params=params, body=body)
@@ -284,7 +282,7 @@ class FlowServiceHook(BaseHook):
                     if failure.still_processing:
                         settle_until = time.monotonic() + self.settings.read_timeout
                 raise
-            cached = self.tokens.cache.peek(self.tokens.key)
+            cached = self.tokens.cached()
             token = cached.value if cached is not None else None
             return parse_created_run(data, secrets=secrets_of(self.settings, token))
 
@@ -537,9 +535,7 @@ class FlowServiceAsyncHook:
         sent, renewals = [token.value], Renewals()
         while resp.status_code == 401:
             error = parse_error_response(resp, method, path, secrets=secrets_of(s, *sent))
-            if tokens.static or not tokens.is_token_refusal(error) or not renewals.another(token):
-                raise tokens.refused_error(error)
-            tokens.invalidate(token.value)
+            tokens.after_refusal(error, token, renewals)
             token = await self._token()
             sent.append(token.value)
             resp = await self._http(method, target, path, token.value, params=params, body=None)
