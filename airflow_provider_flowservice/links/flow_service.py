@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_flowservice.version_compat import BaseOperatorLink, XCom
+from airflow_provider_flowservice.version_compat import BaseOperatorLink, XCom, push_extra_link_url
 
 #: XCom key holding the run's UI URL.
 RUN_URL_XCOM_KEY = "run_url"
@@ -25,9 +25,32 @@ class FlowServiceRunLink(BaseOperatorLink):
         return value if isinstance(value, str) else ""
 
 
-def pushed_run_url(ti: Any) -> str | None:
-    """The run URL ``ti`` pushed earlier in this try (e.g. before deferring), or None."""
+def publish_run_url(ti: Any, run_id: str, run_url: str, log: Any) -> None:
+    """Push the run URL for the link, and on Airflow 3 also as the link's own XCom at once.
+
+    The second push makes the button work while the task still waits (Airflow 3 renders links
+    from that XCom, otherwise written only when the task ends or defers). Its failure is logged,
+    never raised: the link is a convenience.
+    """
+    ti.xcom_push(key=RUN_URL_XCOM_KEY, value=run_url)
+    try:
+        push_extra_link_url(ti, FlowServiceRunLink(), run_url)
+    except Exception as exc:
+        log.warning("Could not publish the extra link for flow run %s yet: %s", run_id, exc)
+
+
+def pushed_run_url(ti: Any, log: Any) -> str | None:
+    """The run URL ``ti`` pushed earlier in this try (e.g. before deferring), or None.
+
+    An XCom that cannot be read is logged and gives None: the URL only enriches a message.
+    """
     if ti is None:
         return None
-    value = ti.xcom_pull(task_ids=ti.task_id, key=RUN_URL_XCOM_KEY, map_indexes=getattr(ti, "map_index", -1))
+    try:
+        value = ti.xcom_pull(
+            task_ids=ti.task_id, key=RUN_URL_XCOM_KEY, map_indexes=getattr(ti, "map_index", -1)
+        )
+    except Exception as exc:
+        log.warning("Could not read XCom %r of this task: %s", RUN_URL_XCOM_KEY, exc)
+        return None
     return value if isinstance(value, str) and value else None

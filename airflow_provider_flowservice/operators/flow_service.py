@@ -19,8 +19,8 @@ from airflow_provider_flowservice.exceptions import (
     FlowServiceTimeoutError,
 )
 from airflow_provider_flowservice.links.flow_service import (
-    RUN_URL_XCOM_KEY,
     FlowServiceRunLink,
+    publish_run_url,
     pushed_run_url,
 )
 from airflow_provider_flowservice.models import FlowRun
@@ -31,7 +31,6 @@ from airflow_provider_flowservice.version_compat import (
     BaseOperator,
     conf,
     get_task_state_store,
-    push_extra_link_url,
 )
 from airflow_provider_flowservice.window import (
     Window,
@@ -211,9 +210,8 @@ class FlowServiceCreateRunOperator(BaseOperator):
         self._run_id = run_id
         run_url = hook.run_ui_url(flow_id, run_id)
         ti = context["ti"]
-        ti.xcom_push(key=RUN_URL_XCOM_KEY, value=run_url)
+        publish_run_url(ti, run_id, run_url, self.log)
         ti.xcom_push(key="return_value", value=run_id)
-        self._push_link(ti, run_url)
         self.log.info("Flow run id: %s  (Experience Platform: %s)", run_id, run_url)
 
         if not self.wait_for_completion:
@@ -268,7 +266,7 @@ class FlowServiceCreateRunOperator(BaseOperator):
                 summary,
                 allow_partial_success=self.allow_partial_success,
                 logger=self.log,
-                run_url=self._pushed_run_url(context),
+                run_url=pushed_run_url(context.get("ti"), self.log),
             )
             return run_id
         if status == EVENT_TIMEOUT:
@@ -289,21 +287,6 @@ class FlowServiceCreateRunOperator(BaseOperator):
         )
 
     # ----------------------------------------------------------------- helpers
-
-    def _push_link(self, ti: Any, run_url: str) -> None:
-        """Make the extra link work while the task waits (Airflow 3 renders it from its own XCom)."""
-        try:
-            push_extra_link_url(ti, FlowServiceRunLink(), run_url)
-        except Exception as exc:  # the link is a convenience: never fail the task for it
-            self.log.warning("Could not publish the extra link for flow run %s yet: %s", self._run_id, exc)
-
-    def _pushed_run_url(self, context: Context) -> str | None:
-        """The run URL this task pushed before deferring (for the failure message), or None."""
-        try:
-            return pushed_run_url(context.get("ti"))
-        except Exception as exc:
-            self.log.warning("Could not read XCom %r of this task: %s", RUN_URL_XCOM_KEY, exc)
-            return None
 
     def _finish(self, run: FlowRun, window: Window, run_url: str | None) -> None:
         self.log.info("%s", format_summary(run, window=window))

@@ -20,8 +20,8 @@ from airflow_provider_flowservice.exceptions import (
     FlowServiceRunError,
 )
 from airflow_provider_flowservice.links.flow_service import (
-    RUN_URL_XCOM_KEY,
     FlowServiceRunLink,
+    publish_run_url,
     pushed_run_url,
 )
 from airflow_provider_flowservice.outcome import (
@@ -39,7 +39,6 @@ from airflow_provider_flowservice.version_compat import (
     BaseSensorOperator,
     PokeReturnValue,
     conf,
-    push_extra_link_url,
 )
 from airflow_provider_flowservice.window import validate_duration
 
@@ -158,10 +157,7 @@ class FlowServiceRunSensor(BaseSensorOperator):
         summary = event.get("summary")
         if status == EVENT_TERMINAL and summary:
             if self._run_url is None:
-                try:
-                    self._run_url = pushed_run_url(context.get("ti"))
-                except Exception as exc:
-                    self.log.warning("Could not read XCom %r of this task: %s", RUN_URL_XCOM_KEY, exc)
+                self._run_url = pushed_run_url(context.get("ti"), self.log)
             return self._complete(summary)
         if status == EVENT_TIMEOUT:
             message = (
@@ -227,13 +223,8 @@ class FlowServiceRunSensor(BaseSensorOperator):
             self.log.info("Flow run %s status: %s", run_id, run.raw_status)
             self._last_status = run.raw_status
         if self._run_url is None and run.flow_id:
-            ti, run_url = context["ti"], self.hook.run_ui_url(run.flow_id, run_id)
-            ti.xcom_push(key=RUN_URL_XCOM_KEY, value=run_url)
-            try:  # Airflow 3 renders the link from its own XCom, otherwise written only at the end
-                push_extra_link_url(ti, FlowServiceRunLink(), run_url)
-            except Exception as exc:  # the link is a convenience: never fail the sensor for it
-                self.log.warning("Could not publish the extra link for flow run %s yet: %s", run_id, exc)
-            self._run_url = run_url
+            self._run_url = self.hook.run_ui_url(run.flow_id, run_id)
+            publish_run_url(context["ti"], run_id, self._run_url, self.log)
         return run
 
     def _complete(self, run: FlowRun | Mapping[str, Any]) -> dict[str, Any]:
