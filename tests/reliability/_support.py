@@ -9,9 +9,12 @@ blocking and the deferrable path.
 from __future__ import annotations
 
 import asyncio
+import ssl
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -224,3 +227,13 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
         )
     )
     return cert_path, key_path
+
+
+def serve_tls(server: ThreadingHTTPServer, directory: Path) -> Path:
+    """Serve ``server`` over TLS with a fresh self-signed certificate; returns the certificate's path."""
+    cert, key = self_signed_certificate(directory)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return cert

@@ -4,8 +4,6 @@ server whose certificate nobody trusts."""
 
 from __future__ import annotations
 
-import ssl
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +14,7 @@ import pytest
 
 from airflow_provider_flowservice.auth import TOKEN_CACHE
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
-from tests.reliability._support import self_signed_certificate
+from tests.reliability._support import serve_tls
 
 SECRET = f"s3cr3t-{uuid.uuid4()}"
 """The client secret of every emulator here: distinctive, so a grep for it cannot match by chance."""
@@ -69,8 +67,6 @@ def define_conn(emu: FlowServiceEmulator, monkeypatch: pytest.MonkeyPatch) -> Ca
     return define
 
 
-
-
 class _Quiet(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.send_response(200)
@@ -90,12 +86,8 @@ class _TLSServer(ThreadingHTTPServer):
 @pytest.fixture
 def self_signed_url(tmp_path: Path) -> Iterator[str]:
     """``https://127.0.0.1:PORT`` served with a certificate no CA signed."""
-    cert, key = self_signed_certificate(tmp_path)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
     server = _TLSServer(("127.0.0.1", 0), _Quiet)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    serve_tls(server, tmp_path)
     yield f"https://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()

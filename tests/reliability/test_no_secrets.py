@@ -48,7 +48,7 @@ from tests.reliability._support import (
     execute,
     first_try,
     make_op,
-    self_signed_certificate,
+    serve_tls,
 )
 from tests.reliability.conftest import SECRET
 
@@ -421,17 +421,11 @@ def test_ims_redirect_does_not_carry_the_client_secret_away(
 # ---------------------------------------------------------------- TLS
 
 
-
-
 @pytest.fixture
 def https_server(tmp_path: Path) -> Iterator[tuple[RecordingServer, Path]]:
     """An HTTPS server with a self-signed certificate that records what it receives."""
-    cert, key = self_signed_certificate(tmp_path)
     server = RecordingServer("127.0.0.1")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    cert = serve_tls(server, tmp_path)
     try:
         yield server, cert
     finally:
