@@ -168,7 +168,7 @@ class TokenFile(Generic[T]):
             yield None
             return
         except OSError as exc:
-            if exc.errno == errno.ELOOP:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(self.directory):
                 _warn_once(self.directory, f"{self.directory} is a symlink")
             else:
                 _warn_once(self.directory, f"{self.directory}: {exc.strerror}")
