@@ -18,8 +18,8 @@ from airflow_provider_flowservice.hooks.flow_service import FlowServiceAsyncHook
 from airflow_provider_flowservice.retry import RetryPolicy
 from airflow_provider_flowservice.status import FlowRunStatus
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
-from tests.hooks.conftest import FAST
 from tests.helpers import forget_tokens
+from tests.hooks.conftest import FAST
 
 W_START, W_END = 1_651_584_991, 1_651_585_956
 FS = "/data/foundation/flowservice"
