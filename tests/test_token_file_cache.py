@@ -413,7 +413,7 @@ async def test_async_wait_for_the_lock_leaves_the_event_loop_free(em: FlowServic
         results = await asyncio.gather(hook.get_flow("flow-1"), ticker(), release_later())
     assert results[0].id == "flow-1"
     assert em.token_requests == 2  # after the release: the holder stored nothing, so it asked IMS
-    assert ticks_while_held >= 10, ticks_while_held
+    assert ticks_while_held >= 3, ticks_while_held  # a loop blocked until the release ticks 0 times
     assert max(lags) < 1.0, max(lags)  # generous for a loaded machine; a blocked loop lags >= 1.5 s
 
 
