@@ -267,11 +267,6 @@ class TokenFile(Generic[T]):
 
     # -- the operations auth.py calls
 
-    def read(self) -> T | None:
-        """The entry's token if it is fresh (a small file read: fine on an event loop)."""
-        with self._dir() as dir_fd:
-            return None if dir_fd is None else self._token_of(self._read_raw(dir_fd))
-
     def get(self, fetch: Callable[[], T]) -> T:
         """The entry's fresh token, else ``fetch()``'s (one fetching process at a time), stored."""
         with self._dir() as dir_fd:
