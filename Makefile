@@ -8,7 +8,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow-home/$(AIRFLOW_VERSION)
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := False
 
-.PHONY: install test test-fast lint demo emulator bench soak clean
+.PHONY: install test test-fast test-deployment lint demo emulator bench soak clean
 
 # A venv built for another Airflow version is rebuilt from scratch: 2.x and 3.x ship different
 # distributions into the same `airflow` package, so installing one over the other is unsafe.
@@ -25,6 +25,11 @@ install: $(STAMP)
 ## make test: the whole suite (unit, hook vs emulator, end-to-end DAGs, system test) on AIRFLOW_VERSION.
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+## make test-deployment: CeleryExecutor + PostgreSQL + Redis, 2 workers, 2 triggerers, real kills (needs
+## `apt-get install -y postgresql redis-server`; prints the figures quoted in docs/production.md).
+test-deployment: $(STAMP)
+	$(PY) -m pytest -q -s -p no:cacheprovider tests/deployment
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check airflow_provider_flowservice tests example_dags benchmarks scripts

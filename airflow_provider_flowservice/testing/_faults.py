@@ -14,8 +14,10 @@ from dataclasses import dataclass
 SERVER_ERROR_KINDS = ("500", "502", "503", "504")
 AFTER_CREATE_KINDS = ("drop_after_create", *(f"{k}_after_create" for k in SERVER_ERROR_KINDS))
 """Faults that let the request be processed (e.g. the run created) and then lose or spoil the answer."""
+SLOW_ANSWER_KIND = "slow_after_create"
+"""Process the request (e.g. create the run) at once, then hold the answer for ``delay`` seconds."""
 FAULT_KINDS = frozenset(
-    {"429", *SERVER_ERROR_KINDS, "slow", "drop", *AFTER_CREATE_KINDS, "reset", "401"}
+    {"429", *SERVER_ERROR_KINDS, "slow", "drop", *AFTER_CREATE_KINDS, SLOW_ANSWER_KIND, "reset", "401"}
 )
 FLOW_SERVICE_PREFIX = "/data/foundation/flowservice"
 MAX_DELAY = 120.0
@@ -114,5 +116,6 @@ class FaultPlan:
                     return Fault(fault.kind, fault.method, fault.path, 1, fault.retry_after, fault.delay)
             if self._rate > 0 and path.startswith(FLOW_SERVICE_PREFIX) and self._rng.random() < self._rate:
                 kind = self._rng.choice(self._kinds)
-                return Fault(kind, delay=self.random_delay if kind == "slow" else 0.0)
+                slow = kind in ("slow", SLOW_ANSWER_KIND)
+                return Fault(kind, delay=self.random_delay if slow else 0.0)
         return None

@@ -19,9 +19,11 @@ from urllib.parse import parse_qs, urlsplit
 from airflow_provider_flowservice.testing._faults import (
     AFTER_CREATE_KINDS,
     FLOW_SERVICE_PREFIX,
+    SLOW_ANSWER_KIND,
     Fault,
     FaultPlan,
 )
+from airflow_provider_flowservice.testing._peers import peer_pid
 from airflow_provider_flowservice.testing._responses import ApiError, Reply, fail, flow_error, gateway_error
 
 if TYPE_CHECKING:
@@ -56,6 +58,10 @@ class RecordedRequest:
     time: float
     fault: str | None = None
     raw: str = field(default="", repr=False)
+    peer_port: int | None = None
+    """The client's TCP port (one per connection: keep-alive requests share it)."""
+    peer_pid: int | None = None
+    """The PID of the local process that sent it, when the emulator identifies peers (else None)."""
 
     def __repr__(self) -> str:
         return (
@@ -88,8 +94,15 @@ class EmulatorServer(ThreadingHTTPServer):
     request_queue_size = 1024
 
     def __init__(
-        self, address: tuple[str, int], state: EmulatorState, faults: FaultPlan, recorder: Recorder
+        self,
+        address: tuple[str, int],
+        state: EmulatorState,
+        faults: FaultPlan,
+        recorder: Recorder,
+        *,
+        identify_peers: bool = False,
     ) -> None:
+        self.identify_peers = identify_peers
         self.state = state
         self.faults = faults
         self.recorder = recorder
@@ -143,6 +156,16 @@ class Handler(BaseHTTPRequestHandler):
     timeout = 120
     disable_nagle_algorithm = True
     server: EmulatorServer
+    _peer_pid: int | None = None
+    _peer_resolved = False
+
+    def _peer(self) -> tuple[int | None, int | None]:
+        """(client port, client PID); the PID is looked up once per connection, only when asked for."""
+        port = self.client_address[1] if isinstance(self.client_address, tuple) else None
+        if self.server.identify_peers and not self._peer_resolved and port is not None:
+            self._peer_resolved = True
+            self._peer_pid = peer_pid(int(port), int(self.server.server_address[1]))
+        return port, self._peer_pid
 
     def do_GET(self) -> None:
         self._serve()
@@ -181,6 +204,7 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length > 0 else b""
         body, text = _parse_body(raw, self.headers.get("Content-Type", "").lower())
         fault = self.server.faults.take(self.command, path)
+        client_port, client_pid = self._peer()
         self.server.recorder.add(
             RecordedRequest(
                 method=self.command,
@@ -191,6 +215,8 @@ class Handler(BaseHTTPRequestHandler):
                 time=time.time(),
                 fault=fault.kind if fault else None,
                 raw=text,
+                peer_port=client_port,
+                peer_pid=client_pid,
             )
         )
         request_id = str(uuid.uuid4())
@@ -203,6 +229,8 @@ class Handler(BaseHTTPRequestHandler):
         except Exception:
             log.exception("Flow Service emulator failed on %s %s", self.command, path)
             reply = flow_error(500, "1100-500", "The emulator failed on this request; see its log.")
+        if fault is not None and fault.kind == SLOW_ANSWER_KIND:  # done; the answer is late
+            self.server.stopping.wait(fault.delay)
         if fault is not None and fault.kind == "drop_after_create":
             self._drop()
             return
@@ -217,7 +245,7 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "slow":
             self.server.stopping.wait(fault.delay)
             return False
-        if kind in AFTER_CREATE_KINDS:
+        if kind in AFTER_CREATE_KINDS or kind == SLOW_ANSWER_KIND:
             return False
         if kind == "drop":
             self._drop()

@@ -64,6 +64,8 @@ class FlowServiceEmulator:
         ``{id, etag}``) or ``run`` (200, the whole run, status ``scheduled``).
     :param page_size: runs per page of ``GET /runs`` (``limit`` can only lower it).
     :param max_recorded_requests: cap on :attr:`requests` so long benchmarks stay bounded.
+    :param identify_peers: record in each request's ``peer_pid`` which local process sent it (Linux
+        ``/proc``, looked up once per connection), e.g. to tell which Airflow triggerer polled a run.
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class FlowServiceEmulator:
         create_response_shape: str = "items",
         page_size: int = 10,
         max_recorded_requests: int = 100_000,
+        identify_peers: bool = False,
     ) -> None:
         check_outcome(outcome)
         check_shape(create_response_shape)
@@ -102,6 +105,7 @@ class FlowServiceEmulator:
             create_response_shape=create_response_shape,
             page_size=page_size,
         )
+        self._identify_peers = identify_peers
         self._faults = FaultPlan()
         self._recorder = Recorder(limit=max_recorded_requests)
         self._server: EmulatorServer | None = None
@@ -112,7 +116,13 @@ class FlowServiceEmulator:
         """Bind and serve in a daemon thread; returns self."""
         if self._server is not None:
             raise RuntimeError("The emulator is already running.")
-        server = EmulatorServer((self.host, self.port), self._state, self._faults, self._recorder)
+        server = EmulatorServer(
+            (self.host, self.port),
+            self._state,
+            self._faults,
+            self._recorder,
+            identify_peers=self._identify_peers,
+        )
         self._server = server
         self._state.base_url = self.url
         self._thread = threading.Thread(
@@ -347,7 +357,9 @@ class FlowServiceEmulator:
         not processed), ``drop_after_create`` (process, e.g. create the run, then close without
         answer), ``500_after_create``/``502_after_create``/``503_after_create``/``504_after_create``
         (process, e.g. create the run, then answer that 5xx: a gateway error although the run
-        exists), ``reset`` (TCP RST), ``401`` (gateway "token not valid").
+        exists), ``slow_after_create`` (process at once, e.g. create the run, then hold the answer
+        ``delay`` s: a client that dies meanwhile never learns the run exists), ``reset`` (TCP RST),
+        ``401`` (gateway "token not valid").
         """
         self._faults.add(
             Fault(

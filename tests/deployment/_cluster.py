@@ -1,0 +1,353 @@
+"""A real distributed Airflow deployment on 127.0.0.1: PostgreSQL, Redis, CeleryExecutor, many services.
+
+- PostgreSQL: a throw-away cluster (``initdb``) in a temp dir owned by the ``postgres`` user (the
+  server refuses to run as root), ``postgres`` started in the foreground as that user on a free
+  port, stopped by its PID.
+- Redis: ``redis-server`` on a free port, no persistence, stopped by its PID.
+- Airflow 3.x: ``api-server``, ``scheduler``, ``dag-processor``, Celery workers and triggerers, each
+  in its own process group (``tests/system/_airflow_services.py`` starts them), so one can be
+  killed (``SIGKILL`` to the group: the worker and every task process under it) and restarted.
+
+Every wait is bounded; every process is stopped by PID in ``stop()`` even when a test fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from tests.system._airflow_services import AirflowDeployment, Service, free_port, wait_for
+
+PG_BINARIES = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+INSTALL_HINT = "apt-get update && apt-get install -y postgresql redis-server"
+
+
+def missing_binaries() -> list[str]:
+    """What the deployment test needs from Debian and this machine lacks."""
+    missing = []
+    if not PG_BINARIES:
+        missing.append("PostgreSQL (/usr/lib/postgresql/*/bin/postgres)")
+    if not Path(REDIS_SERVER).exists():
+        missing.append("redis-server")
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        missing.append("the `postgres` user")
+    return missing
+
+
+class PostgresCluster:
+    """``initdb`` + ``postgres`` as the ``postgres`` user in a fresh temp dir; trust auth on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.bin = PG_BINARIES[-1].parent
+        self.user = pwd.getpwnam("postgres")
+        self.root = Path(tempfile.mkdtemp(prefix="flowservice-pg-"))
+        os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.log_path = self.root / "postgres.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _as_postgres(self) -> dict[str, Any]:
+        return {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": [], "cwd": self.root}
+
+    def start(self) -> None:
+        subprocess.run(
+            [
+                str(self.bin / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "airflow",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+            **self._as_postgres(),
+        )
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        os.chown(self.log_path, self.user.pw_uid, self.user.pw_gid)
+        try:
+            self.proc = subprocess.Popen(
+                [
+                    str(self.bin / "postgres"),
+                    "-D",
+                    str(self.data),
+                    "-p",
+                    str(self.port),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    f"unix_socket_directories={self.root}",
+                    "-c",
+                    "max_connections=400",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                **self._as_postgres(),
+            )
+        finally:
+            log.close()
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"postgres exited: {self.log_path.read_text()[-2000:]}")
+            return (
+                subprocess.run(
+                    [str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                    capture_output=True,
+                    timeout=10,
+                    check=False,
+                ).returncode
+                == 0
+            )
+
+        wait_for("PostgreSQL to accept connections", ready, 60)
+        subprocess.run(
+            [str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "airflow", "airflow"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return f"postgresql+psycopg2://airflow@127.0.0.1:{self.port}/airflow"
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        import psycopg2
+
+        with contextlib.closing(
+            psycopg2.connect(
+                host="127.0.0.1", port=self.port, user="airflow", dbname="airflow", connect_timeout=10
+            )
+        ) as conn:
+            conn.autocommit = True
+            with conn.cursor() as cursor:
+                cursor.execute(sql, params)
+                return list(cursor.fetchall())
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop_group(self.proc, signal.SIGINT)  # SIGINT = "fast" shutdown
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class RedisServer:
+    """``redis-server`` on a free port of 127.0.0.1, no persistence."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.log_path = workdir / "redis.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        try:
+            self.proc = subprocess.Popen(
+                [
+                    REDIS_SERVER,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.workdir),
+                    "--protected-mode",
+                    "yes",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        import socket
+
+        def ready() -> bool:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+
+        wait_for("Redis to answer PING", ready, 30, interval=0.2)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def pause(self, seconds: float) -> None:
+        """Freeze Redis (SIGSTOP) for ``seconds``, then let it go on (SIGCONT): a broker outage."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            os.kill(self.proc.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGCONT)
+            _stop_group(self.proc, signal.SIGTERM)
+
+
+def _stop_group(proc: subprocess.Popen[bytes], sig: signal.Signals, grace: float = 15) -> None:
+    """Signal a process group, wait up to ``grace`` s, then SIGKILL what is left of it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
+
+@dataclass
+class Kill:
+    """One fault the test caused: what, to which service, when (time.time())."""
+
+    kind: str
+    service: str
+    at: float
+    pid: int = 0
+    note: str = ""
+
+
+@dataclass
+class CeleryDeployment:
+    """The Airflow side: services by name (``worker-1``, ``triggerer-2``, ...), kill and restart by PID."""
+
+    airflow: AirflowDeployment
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    owners: dict[int, str] = field(default_factory=dict)
+    """PID -> service name, for every process ever seen under a service (kept after it dies)."""
+    dead: set[int] = field(default_factory=set)
+    """PIDs of service main processes the test killed (ignored by ``check_alive``)."""
+    kills: list[Kill] = field(default_factory=list)
+
+    def start(self, name: str, args: list[str]) -> Service:
+        self.commands[name] = args
+        self.airflow.start_cli_job(name, args)
+        service = self.airflow.services[-1]
+        self.owners[service.proc.pid] = name
+        return service
+
+    def current(self, name: str) -> Service:
+        """The newest process started for ``name``."""
+        return [s for s in self.airflow.services if s.name == name][-1]
+
+    def names(self, prefix: str) -> list[str]:
+        return sorted({s.name for s in self.airflow.services if s.name.startswith(prefix)})
+
+    def sample_owners(self) -> None:
+        """Remember which service each live process belongs to (its process tree, children included)."""
+        for service in self.airflow.services:
+            if service.proc.poll() is not None:
+                continue
+            with contextlib.suppress(psutil.Error):
+                for child in psutil.Process(service.proc.pid).children(recursive=True):
+                    self.owners.setdefault(child.pid, service.name)
+
+    def owner_of(self, pid: int | None) -> str | None:
+        """The service a PID belongs to: known already, or found by walking up its live parents."""
+        if pid is None:
+            return None
+        if pid in self.owners:
+            return self.owners[pid]
+        with contextlib.suppress(psutil.Error):
+            for parent in psutil.Process(pid).parents():
+                if parent.pid in self.owners:
+                    self.owners[pid] = self.owners[parent.pid]
+                    return self.owners[pid]
+        return None
+
+    def kill(self, name: str, kind: str, note: str = "") -> Kill:
+        """SIGKILL a service's whole process group and every descendant (a machine-crash for it)."""
+        service = self.current(name)
+        self.sample_owners()
+        descendants: list[psutil.Process] = []
+        with contextlib.suppress(psutil.Error):
+            descendants = psutil.Process(service.proc.pid).children(recursive=True)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(service.proc.pid, signal.SIGKILL)
+        for proc in descendants:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        service.proc.wait(timeout=10)
+        psutil.wait_procs(descendants, timeout=10)
+        self.dead.add(service.proc.pid)
+        record = Kill(kind, name, time.time(), service.proc.pid, note)
+        self.kills.append(record)
+        return record
+
+    def terminate(self, name: str, kind: str, grace: float = 30) -> Kill:
+        """SIGTERM a service's process group (a clean restart), SIGKILL if it lingers."""
+        service = self.current(name)
+        self.sample_owners()
+        _stop_group(service.proc, signal.SIGTERM, grace)
+        self.dead.add(service.proc.pid)
+        record = Kill(kind, name, time.time(), service.proc.pid)
+        self.kills.append(record)
+        return record
+
+    def restart(self, name: str) -> Service:
+        return self.start(name, self.commands[name])
+
+    def check_alive(self) -> None:
+        for service in self.airflow.services:
+            if service.proc.pid in self.dead:
+                continue
+            code = service.proc.poll()
+            if code is not None:
+                raise RuntimeError(f"airflow {service.name} (pid {service.proc.pid}) exited with code {code}")
+
+    def wait_api_ready(self, timeout: float) -> None:
+        """Wait until the API server answers its health endpoint; raise early if a live service died."""
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.airflow.api_port}/api/v2/monitor/health"
+
+        def probe() -> bool:
+            self.check_alive()
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return bool(response.status == 200)
+
+        wait_for("the API server's health endpoint", probe, timeout)
+
+    def service_logs(self) -> dict[str, str]:
+        paths: Iterable[Path] = {s.log_path for s in self.airflow.services}
+        return {str(p): p.read_text(errors="replace") for p in paths if p.exists()}
