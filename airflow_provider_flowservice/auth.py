@@ -61,7 +61,7 @@ _IMS_HINTS = {
     "unauthorized_client": "the credential may not use client credentials: create an OAuth "
     "Server-to-Server credential in Adobe Developer Console",
     "invalid_scope": "set extra scopes to exactly the scopes the credential shows in Adobe Developer Console",
-    "invalid_request": "check extra ims_token_url and the client ID",
+    "invalid_request": "check extra ims_url and the client ID",
 }
 
 
@@ -256,10 +256,10 @@ def _parse_token_response(
         if settings.client_secret:
             description = description.replace(settings.client_secret, "***")
         hint = _IMS_HINTS.get(
-            error, "check the connection's client ID, client secret, scopes and ims_token_url"
+            error, "check the connection's client ID, client secret, scopes and ims_url"
         )
         if status in (404, 405):
-            hint = f"{settings.ims_token_url} is not an IMS token endpoint: check extra ims_token_url"
+            hint = f"{settings.ims_token_url} is not an IMS token endpoint: check extra ims_url"
         if status < 400:
             error, description = "no access_token in the response", ""
         raise FlowServiceAuthError(
@@ -351,7 +351,7 @@ def _transport_error(settings: FlowServiceConnectionSettings, exc: Exception) ->
     shown = tls_error_of(exc) or exc  # the TLS reason, not requests' long wrapper around it
     return FlowServiceApiError(
         f"Could not reach Adobe IMS at {_token_path(settings)} for connection '{settings.conn_id}': "
-        f"{type(shown).__name__}: {one_line(str(shown), 300)}. Check extra ims_token_url and verify_tls.",
+        f"{type(shown).__name__}: {one_line(str(shown), 300)}. Check extra ims_url and verify_tls.",
         method="POST",
         url=_token_path(settings),
     )

@@ -35,9 +35,10 @@ def _conn_fields() -> dict[str, Any]:
                 "default": _DEFAULT_SCOPES,
             },
         },
-        "ims_token_url": {
-            "label": "IMS token URL",
-            "description": "Adobe IMS token endpoint.",
+        # Not "ims_token_url": Airflow masks every extra whose name contains "token".
+        "ims_url": {
+            "label": "IMS token endpoint URL",
+            "description": "Adobe IMS token endpoint; keep the default unless Adobe gave you another.",
             "schema": {"type": _OPTIONAL_STRING, "default": "https://ims-na1.adobelogin.com/ims/token/v3"},
         },
         "access_token": {
@@ -60,7 +61,7 @@ def _ui_field_behaviour() -> dict[str, Any]:
             "org_id": "ABC123DEF456@AdobeOrg",
             "sandbox_name": "prod",
             "scopes": _DEFAULT_SCOPES,
-            "ims_token_url": "https://ims-na1.adobelogin.com/ims/token/v3",
+            "ims_url": "https://ims-na1.adobelogin.com/ims/token/v3",
             "access_token": "leave empty to fetch tokens with the client ID and secret",
         },
     }

@@ -284,5 +284,5 @@ def test_static_token_never_calls_ims(flow_service_emulator: FlowServiceEmulator
 
 def test_wrong_token_url_is_named(flow_service_emulator: FlowServiceEmulator) -> None:
     em = flow_service_emulator
-    with pytest.raises(FlowServiceAuthError, match="not an IMS token endpoint: check extra ims_token_url"):
+    with pytest.raises(FlowServiceAuthError, match="not an IMS token endpoint: check extra ims_url"):
         fetch_token(em_settings(em, ims_token_url=em.url + "/ims/token/v1"), TINY)

@@ -61,10 +61,10 @@ def test_conn_fields_are_valid_against_the_provider_yaml_schema() -> None:
 
 def test_ui_metadata_matches_the_connection_defaults() -> None:
     fields = conn_type_info()["conn-fields"]
-    assert set(fields) == {"org_id", "sandbox_name", "scopes", "ims_token_url", "access_token"}
+    assert set(fields) == {"org_id", "sandbox_name", "scopes", "ims_url", "access_token"}
     assert fields["sandbox_name"]["schema"]["default"] == connection.DEFAULT_SANDBOX
     assert fields["scopes"]["schema"]["default"] == ",".join(connection.DEFAULT_SCOPES)
-    assert fields["ims_token_url"]["schema"]["default"] == connection.DEFAULT_IMS_TOKEN_URL
+    assert fields["ims_url"]["schema"]["default"] == connection.DEFAULT_IMS_TOKEN_URL
     assert fields["access_token"]["schema"]["format"] == "password"
     behaviour = conn_type_info()["ui-field-behaviour"]
     legacy = FlowServiceHook.get_ui_field_behaviour()
@@ -126,7 +126,7 @@ print(json.dumps({"version": airflow.__version__,
     assert result["version"].startswith("2.")
     assert result["widgets"] == sorted(
         f"extra__adobe_flow_service__{n}"
-        for n in ("org_id", "sandbox_name", "scopes", "ims_token_url", "access_token")
+        for n in ("org_id", "sandbox_name", "scopes", "ims_url", "access_token")
     )
     assert result["behaviour"]["hidden_fields"] == ["schema", "port"]
 
@@ -158,3 +158,20 @@ def airflow_provider_version() -> str:
     from airflow_provider_flowservice import __version__
 
     return __version__
+
+
+def test_no_form_field_with_a_default_or_placeholder_is_masked_by_airflow() -> None:
+    """Airflow masks extras whose name looks secret (e.g. contains "token"): such a field's default
+    or placeholder would show, and be saved back, as ``***``. Only the static token may be masked."""
+    try:  # Airflow 3.x
+        from airflow.sdk._shared.secrets_masker import should_hide_value_for_key
+    except ImportError:  # Airflow 2.x
+        from airflow.utils.log.secrets_masker import should_hide_value_for_key
+
+    info = conn_type_info()
+    shown = {k: v["schema"].get("default") for k, v in info["conn-fields"].items()}
+    shown.update(info["ui-field-behaviour"]["placeholders"])
+    for name, value in shown.items():
+        if name in ("access_token", "password") or value is None:
+            continue
+        assert not should_hide_value_for_key(name), f"Airflow would mask form field {name!r}"
