@@ -296,7 +296,8 @@ def _base_url(conn_id: str, host: str | None, port: int | None, allow_insecure: 
     url = _url(conn_id, "host", text, allow_insecure)
     parts = urlsplit(url)
     netloc = parts.netloc
-    if port and parts.port is None:
+    default_port = 443 if parts.scheme == "https" else 80
+    if port and parts.port is None and int(port) != default_port:  # the form's "443" adds nothing
         netloc = f"{netloc}:{int(port)}"
     path = parts.path.rstrip("/")
     if path.endswith(API_PATH):  # users paste the full Flow Service URL; accept it
@@ -437,10 +438,16 @@ def connection_form_widgets() -> dict[str, Any]:
 def ui_field_behaviour() -> dict[str, Any]:
     """Labels, placeholders and hidden standard fields of the connection form (Airflow 2.x style)."""
     return {
-        "hidden_fields": ["schema", "port"],
-        "relabeling": {"host": "API base URL", "login": "Client ID", "password": "Client secret"},
+        "hidden_fields": ["schema"],
+        "relabeling": {
+            "host": "API base URL",
+            "port": "Port (443; needed by Test on Airflow 3.3)",
+            "login": "Client ID",
+            "password": "Client secret",
+        },
         "placeholders": {
             "host": DEFAULT_HOST,
+            "port": "443",
             "login": "0123456789abcdef0123456789abcdef",
             "password": "p8e-client-secret",
             "org_id": "ABC123DEF456@AdobeOrg",

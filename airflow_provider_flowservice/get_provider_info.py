@@ -52,10 +52,18 @@ def _conn_fields() -> dict[str, Any]:
 
 def _ui_field_behaviour() -> dict[str, Any]:
     return {
-        "hidden-fields": ["schema", "port"],
-        "relabeling": {"host": "API base URL", "login": "Client ID", "password": "Client secret"},
+        # Port stays visible: Airflow 3.3's Test button sends port 0 for an empty port and answers
+        # "host or port differs" (400); a typed port (443) is sent back as stored.
+        "hidden-fields": ["schema"],
+        "relabeling": {
+            "host": "API base URL",
+            "port": "Port (443; needed by Test on Airflow 3.3)",
+            "login": "Client ID",
+            "password": "Client secret",
+        },
         "placeholders": {
             "host": "https://platform.adobe.io",
+            "port": "443",
             "login": "0123456789abcdef0123456789abcdef",
             "password": "p8e-client-secret",
             "org_id": "ABC123DEF456@AdobeOrg",

@@ -273,3 +273,14 @@ def test_extra_that_is_not_an_object_is_explained() -> None:
 
     with pytest.raises(FlowServiceConfigError, match=r"aep_odd.*JSON object"):
         FlowServiceConnectionSettings.from_connection(Conn())
+
+
+def test_the_forms_port_443_adds_nothing_to_an_https_host() -> None:
+    # Port is visible in the form (Airflow 3.3's Test needs a stored port); 443 is https's own.
+    assert FlowServiceConnectionSettings.from_fields(
+        conn_id="aep", host=None, port=443, login="id", password="s", extra={"org_id": "O@AdobeOrg"}
+    ).base_url == DEFAULT_HOST
+    assert FlowServiceConnectionSettings.from_fields(
+        conn_id="aep", host="https://h.example.com", port=8443, login="id", password="s",
+        extra={"org_id": "O@AdobeOrg"},
+    ).base_url == "https://h.example.com:8443"

@@ -68,9 +68,15 @@ def test_ui_metadata_matches_the_connection_defaults() -> None:
     assert fields["access_token"]["schema"]["format"] == "password"
     behaviour = conn_type_info()["ui-field-behaviour"]
     legacy = FlowServiceHook.get_ui_field_behaviour()
-    assert behaviour["hidden-fields"] == legacy["hidden_fields"] == ["schema", "port"]
+    # Port stays visible: Airflow 3.3's Test sends 0 for an empty hidden port and refuses (tests/ui).
+    assert behaviour["hidden-fields"] == legacy["hidden_fields"] == ["schema"]
     assert behaviour["relabeling"] == legacy["relabeling"]
-    assert legacy["relabeling"] == {"host": "API base URL", "login": "Client ID", "password": "Client secret"}
+    assert legacy["relabeling"] == {
+        "host": "API base URL",
+        "port": "Port (443; needed by Test on Airflow 3.3)",
+        "login": "Client ID",
+        "password": "Client secret",
+    }
     assert behaviour["placeholders"] == {k: v for k, v in legacy["placeholders"].items() if k != "extra"}
     assert behaviour["placeholders"]["host"] == connection.DEFAULT_HOST
 
@@ -85,7 +91,7 @@ def test_providers_manager_shows_the_connection_form() -> None:
     assert widgets["extra__adobe_flow_service__org_id"].field["schema"]["title"] == "IMS org ID"
     assert widgets["extra__adobe_flow_service__access_token"].is_sensitive
     behaviour = manager.field_behaviours["adobe_flow_service"]
-    assert behaviour["hidden_fields"] == ["schema", "port"]
+    assert behaviour["hidden_fields"] == ["schema"]
     assert behaviour["relabeling"]["login"] == "Client ID"
 
 
@@ -128,7 +134,7 @@ print(json.dumps({"version": airflow.__version__,
         f"extra__adobe_flow_service__{n}"
         for n in ("org_id", "sandbox_name", "scopes", "ims_url", "access_token")
     )
-    assert result["behaviour"]["hidden_fields"] == ["schema", "port"]
+    assert result["behaviour"]["hidden_fields"] == ["schema"]
 
 
 def _airflow_cli(*args: str) -> str:
