@@ -39,8 +39,9 @@ airflow dags trigger example_flow_service_manual \\
   -c '{"window_start": "2025-01-01T00:00:00+00:00", "window_end": "2025-01-02T00:00:00+00:00"}'
 ```
 
-Add `"flow_id": "<dataflow id>"` to ingest another dataflow. Window values are ISO-8601 strings
-**with** a UTC offset (or unix seconds); the window is start-inclusive, end-exclusive.
+Add `"flow_id": "<dataflow id>"` to ingest another dataflow. Window values are ISO-8601 date-times
+**with** a UTC offset (the form's date-time pickers; `--conf` values are checked as the same JSON-schema
+`date-time` format); the window is start-inclusive, end-exclusive.
 
 `create_run` starts the flow run and pushes its id to XCom; `wait_for_run` (a
 `FlowServiceRunSensor` in reschedule mode) waits for it and fails at once, with the run's
@@ -64,16 +65,17 @@ with DAG(
         "window_start": Param(
             "2025-01-01T00:00:00+00:00",
             type="string",
+            # "date-time": the trigger form shows a date-time picker and refuses a malformed value.
+            format="date-time",
             title="Window start",
-            description="Start of the source data window (inclusive): ISO-8601 with a UTC offset, "
-            "e.g. 2025-01-01T00:00:00+00:00.",
+            description="Start of the source data window (inclusive), UTC.",
         ),
         "window_end": Param(
             "2025-01-02T00:00:00+00:00",
             type="string",
+            format="date-time",
             title="Window end",
-            description="End of the source data window (exclusive): ISO-8601 with a UTC offset, "
-            "e.g. 2025-01-02T00:00:00+00:00. Must be after the start.",
+            description="End of the source data window (exclusive), UTC. Must be after the start.",
         ),
     },
     tags=["example", "flow-service"],
