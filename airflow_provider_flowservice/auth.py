@@ -65,8 +65,14 @@ _IMS_HINTS = {
 }
 
 
+_MIN_MASKED_LENGTH = 5
+"""Airflow's default ``[logging] min_length_masked_secret``."""
+
+
 def _mask(value: str | None) -> None:
-    if value:
+    # Airflow does not mask values this short and warns "Skipping masking for a secret as it's
+    # too short" on every try; asking it adds only that line.
+    if value and len(value) >= _MIN_MASKED_LENGTH:
         try:
             mask_secret(value)
         except Exception:  # masking must never break a request
