@@ -28,6 +28,8 @@ from airflow_provider_flowservice.sensors.flow_service import FlowServiceRunSens
 EMULATOR_FLOW_ID = "d8a68c3a-8f3e-4b8d-9f00-5c1d0a6e7a11"
 DEFAULT_FLOW_ID = os.environ.get("FLOW_SERVICE_FLOW_ID", EMULATOR_FLOW_ID)
 POLL_INTERVAL = float(os.environ.get("FLOW_SERVICE_POLL_INTERVAL", "60"))
+#: An ISO-8601 date and time with a UTC offset (or Z), as the window needs.
+ISO_WITH_OFFSET = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$"
 
 DOC_MD = """
 ### Flow Service: ingest a window on demand
@@ -65,8 +67,10 @@ with DAG(
         "window_start": Param(
             "2025-01-01T00:00:00+00:00",
             type="string",
-            # "date-time": the trigger form shows a date-time picker and refuses a malformed value.
+            # "date-time": the trigger form shows a date-time picker, so a malformed value cannot be
+            # entered; the pattern (which Airflow checks, unlike the format) refuses one in --conf.
             format="date-time",
+            pattern=ISO_WITH_OFFSET,
             title="Window start",
             description="Start of the source data window (inclusive), UTC.",
         ),
@@ -74,6 +78,7 @@ with DAG(
             "2025-01-02T00:00:00+00:00",
             type="string",
             format="date-time",
+            pattern=ISO_WITH_OFFSET,
             title="Window end",
             description="End of the source data window (exclusive), UTC. Must be after the start.",
         ),

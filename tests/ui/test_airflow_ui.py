@@ -21,7 +21,8 @@ from airflow_provider_flowservice.testing.emulator import DEFAULT_FLOW_ID, FlowS
 from tests.system._airflow_services import AirflowDeployment, wait_for
 from tests.ui.conftest import DOCS_IMG
 
-pytestmark = pytest.mark.timeout(420)
+# Generous: the first test also pays for starting Airflow, minutes on a loaded 2-core machine.
+pytestmark = pytest.mark.timeout(900)
 
 LINK_LABEL = FlowServiceRunLink.name
 #: Airflow's Test button tests a copy of the connection under a random 8-letter id.
