@@ -35,7 +35,7 @@ DEFAULT_IMS_TOKEN_URL = "https://ims-na1.adobelogin.com/ims/token/v3"  # noqa: S
 IMS_URL_EXTRA = "ims_url"
 """The extra holding the IMS token endpoint. Its name must not contain "token": Airflow masks such
 extras, so its form would show (and save back) ``***`` instead of the URL."""
-LEGACY_IMS_URL_EXTRA = "ims_token_url"  # noqa: S105 - an extra's name, no secret
+LEGACY_IMS_URL_EXTRA = "ims_token_url"
 """The name used up to 0.1: still read when ``ims_url`` is not set."""
 MASKED_VALUE = "***"
 DEFAULT_CONNECT_TIMEOUT = 10.0

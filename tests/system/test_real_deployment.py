@@ -9,10 +9,9 @@ Real services run as subprocesses in a fresh AIRFLOW_HOME with a sqlite metadata
 - Airflow 2.11: ``scheduler`` (SequentialExecutor, the only executor 2.x allows on sqlite) and
   ``triggerer``.
 
-The DAG file is the shipped backfill example with two changes: ``catchup=True`` and its ``start_date``
-moved to three days ago, so that the scheduler's catchup creates exactly three daily data intervals (the shipped
-date would schedule every day since 2025; ``airflow backfill create`` is no alternative on 3.x, as
-the scheduler ignores the backfill runs of a paused DAG). New DAGs start unpaused
+The DAG file is the shipped backfill example with two changes: ``catchup=True`` and its
+``start_date`` moved to three days ago, so that the scheduler's catchup creates exactly three daily
+data intervals (``airflow backfill create`` is no alternative on 3.x, as the scheduler ignores the backfill runs of a paused DAG). New DAGs start unpaused
 (``[core] dags_are_paused_at_creation=False``), as in a deployment that sets it.
 
 The emulator runs in this test process; the services get its connection through
