@@ -11,8 +11,9 @@ Real services run as subprocesses in a fresh AIRFLOW_HOME with a sqlite metadata
 
 The DAG file is the shipped backfill example with two changes: ``catchup=True`` and its
 ``start_date`` moved to three days ago, so that the scheduler's catchup creates exactly three daily
-data intervals (``airflow backfill create`` is no alternative on 3.x, as the scheduler ignores the backfill runs of a paused DAG). New DAGs start unpaused
-(``[core] dags_are_paused_at_creation=False``), as in a deployment that sets it.
+data intervals (``airflow backfill create`` is no alternative on 3.x, as the scheduler ignores the
+backfill runs of a paused DAG). New DAGs start unpaused (``[core] dags_are_paused_at_creation=False``),
+as in a deployment that sets it.
 
 The emulator runs in this test process; the services get its connection through
 ``AIRFLOW_CONN_FLOW_SERVICE_DEFAULT`` and poll every second (``FLOW_SERVICE_POLL_INTERVAL=1``).
