@@ -63,12 +63,18 @@ _IMS_HINTS = {
     "unauthorized_client": "the credential may not use client credentials: create an OAuth "
     "Server-to-Server credential in Adobe Developer Console",
     "invalid_scope": "set extra scopes to exactly the scopes the credential shows in Adobe Developer Console",
-    "invalid_request": "check extra ims_token_url and the client ID",
+    "invalid_request": "check extra ims_url and the client ID",
 }
 
 
+_MIN_MASKED_LENGTH = 5
+"""Airflow's default ``[logging] min_length_masked_secret``."""
+
+
 def _mask(value: str | None) -> None:
-    if value:
+    # Airflow does not mask values this short and warns "Skipping masking for a secret as it's
+    # too short" on every try; asking it adds only that line.
+    if value and len(value) >= _MIN_MASKED_LENGTH:
         try:
             mask_secret(value)
         except Exception:  # masking must never break a request
@@ -258,10 +264,10 @@ def _parse_token_response(
         if settings.client_secret:
             description = description.replace(settings.client_secret, "***")
         hint = _IMS_HINTS.get(
-            error, "check the connection's client ID, client secret, scopes and ims_token_url"
+            error, "check the connection's client ID, client secret, scopes and ims_url"
         )
         if status in (404, 405):
-            hint = f"{settings.ims_token_url} is not an IMS token endpoint: check extra ims_token_url"
+            hint = f"{settings.ims_token_url} is not an IMS token endpoint: check extra ims_url"
         if status < 400:
             error, description = "no access_token in the response", ""
         raise FlowServiceAuthError(
@@ -353,7 +359,7 @@ def _transport_error(settings: FlowServiceConnectionSettings, exc: Exception) ->
     shown = tls_error_of(exc) or exc  # the TLS reason, not requests' long wrapper around it
     return FlowServiceApiError(
         f"Could not reach Adobe IMS at {_token_path(settings)} for connection '{settings.conn_id}': "
-        f"{type(shown).__name__}: {one_line(str(shown), 300)}. Check extra ims_token_url and verify_tls.",
+        f"{type(shown).__name__}: {one_line(str(shown), 300)}. Check extra ims_url and verify_tls.",
         method="POST",
         url=_token_path(settings),
     )

@@ -32,6 +32,12 @@ DEFAULT_SCOPES: tuple[str, ...] = (
     "session",
 )
 DEFAULT_IMS_TOKEN_URL = "https://ims-na1.adobelogin.com/ims/token/v3"  # noqa: S105 - a URL, no secret
+IMS_URL_EXTRA = "ims_url"
+"""The extra holding the IMS token endpoint. Its name must not contain "token": Airflow masks such
+extras, so its form would show (and save back) ``***`` instead of the URL."""
+LEGACY_IMS_URL_EXTRA = "ims_token_url"
+"""The name used up to 0.1: still read when ``ims_url`` is not set."""
+MASKED_VALUE = "***"
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 60.0
 DEFAULT_UI_URL_TEMPLATE = (
@@ -59,7 +65,7 @@ class FlowServiceConnectionSettings:
     :param org_id: IMS organization id (``x-gw-ims-org-id``).
     :param sandbox_name: sandbox (``x-sandbox-name``), lowercase.
     :param scopes: scopes asked of IMS.
-    :param ims_token_url: IMS token endpoint.
+    :param ims_token_url: IMS token endpoint (extra ``ims_url``; legacy extra ``ims_token_url``).
     :param access_token: a static token used as-is (no IMS call, no renewal).
     :param verify: TLS verification: ``True``, ``False`` or a CA bundle path.
     :param connect_timeout: seconds to establish a connection.
@@ -133,9 +139,7 @@ class FlowServiceConnectionSettings:
         get = _ExtraReader(extra)
         allow_insecure = _as_bool(get("allow_insecure_http"), conn_id, "allow_insecure_http", False)
         base_url = _base_url(conn_id, host, port, allow_insecure)
-        token_url = _url(
-            conn_id, "ims_token_url", _str(get("ims_token_url")) or DEFAULT_IMS_TOKEN_URL, allow_insecure
-        ).rstrip("/")
+        token_url = _ims_url(conn_id, get, allow_insecure)
         access_token = _str(get("access_token"))
         client_id = _str(login)
         client_secret = _str(password)
@@ -277,12 +281,27 @@ def _url(conn_id: str, name: str, value: str, allow_insecure: bool) -> str:
     return text
 
 
+def _ims_url(conn_id: str, get: _ExtraReader, allow_insecure: bool) -> str:
+    """The IMS token endpoint: extra ``ims_url``, else the legacy ``ims_token_url``, else the default."""
+    name, value = IMS_URL_EXTRA, _str(get(IMS_URL_EXTRA))
+    if value is None:
+        name, value = LEGACY_IMS_URL_EXTRA, _str(get(LEGACY_IMS_URL_EXTRA))
+    if value == MASKED_VALUE:
+        raise FlowServiceConfigError(
+            f"Connection '{conn_id}' has extra {name}='***': Airflow's form masked the URL and saved the "
+            f"mask. Remove extra {name} and set extra {IMS_URL_EXTRA} to the IMS token endpoint (or leave "
+            f"it unset for the default {DEFAULT_IMS_TOKEN_URL})."
+        )
+    return _url(conn_id, name, value or DEFAULT_IMS_TOKEN_URL, allow_insecure).rstrip("/")
+
+
 def _base_url(conn_id: str, host: str | None, port: int | None, allow_insecure: bool) -> str:
     text = _str(host) or DEFAULT_HOST
     url = _url(conn_id, "host", text, allow_insecure)
     parts = urlsplit(url)
     netloc = parts.netloc
-    if port and parts.port is None:
+    default_port = 443 if parts.scheme == "https" else 80
+    if port and parts.port is None and int(port) != default_port:  # the form's "443" adds nothing
         netloc = f"{netloc}:{int(port)}"
     path = parts.path.rstrip("/")
     if path.endswith(API_PATH):  # users paste the full Flow Service URL; accept it
@@ -411,7 +430,9 @@ def connection_form_widgets() -> dict[str, Any]:
         "org_id": StringField(lazy_gettext("IMS org ID"), widget=BS3TextFieldWidget()),
         "sandbox_name": StringField(lazy_gettext("Sandbox name"), widget=BS3TextFieldWidget()),
         "scopes": StringField(lazy_gettext("Scopes (comma-separated)"), widget=BS3TextFieldWidget()),
-        "ims_token_url": StringField(lazy_gettext("IMS token URL"), widget=BS3TextFieldWidget()),
+        IMS_URL_EXTRA: StringField(
+            lazy_gettext("IMS token endpoint URL"), widget=BS3TextFieldWidget(), default=DEFAULT_IMS_TOKEN_URL
+        ),
         "access_token": PasswordField(
             lazy_gettext("Static access token (optional)"), widget=BS3PasswordFieldWidget()
         ),
@@ -421,16 +442,22 @@ def connection_form_widgets() -> dict[str, Any]:
 def ui_field_behaviour() -> dict[str, Any]:
     """Labels, placeholders and hidden standard fields of the connection form (Airflow 2.x style)."""
     return {
-        "hidden_fields": ["schema", "port"],
-        "relabeling": {"host": "API base URL", "login": "Client ID", "password": "Client secret"},
+        "hidden_fields": ["schema"],
+        "relabeling": {
+            "host": "API base URL",
+            "port": "Port (443; needed by Test on Airflow 3.3)",
+            "login": "Client ID",
+            "password": "Client secret",
+        },
         "placeholders": {
             "host": DEFAULT_HOST,
+            "port": "443",
             "login": "0123456789abcdef0123456789abcdef",
             "password": "p8e-client-secret",
             "org_id": "ABC123DEF456@AdobeOrg",
             "sandbox_name": DEFAULT_SANDBOX,
             "scopes": ",".join(DEFAULT_SCOPES),
-            "ims_token_url": DEFAULT_IMS_TOKEN_URL,
+            IMS_URL_EXTRA: DEFAULT_IMS_TOKEN_URL,
             "access_token": "leave empty to fetch tokens with the client ID and secret",
             "extra": json.dumps({"org_id": "ABC123DEF456@AdobeOrg", "sandbox_name": DEFAULT_SANDBOX}),
         },

@@ -35,9 +35,10 @@ def _conn_fields() -> dict[str, Any]:
                 "default": _DEFAULT_SCOPES,
             },
         },
-        "ims_token_url": {
-            "label": "IMS token URL",
-            "description": "Adobe IMS token endpoint.",
+        # Not "ims_token_url": Airflow masks every extra whose name contains "token".
+        "ims_url": {
+            "label": "IMS token endpoint URL",
+            "description": "Adobe IMS token endpoint; keep the default unless Adobe gave you another.",
             "schema": {"type": _OPTIONAL_STRING, "default": "https://ims-na1.adobelogin.com/ims/token/v3"},
         },
         "access_token": {
@@ -51,16 +52,24 @@ def _conn_fields() -> dict[str, Any]:
 
 def _ui_field_behaviour() -> dict[str, Any]:
     return {
-        "hidden-fields": ["schema", "port"],
-        "relabeling": {"host": "API base URL", "login": "Client ID", "password": "Client secret"},
+        # Port stays visible: Airflow 3.3's Test button sends port 0 for an empty port and answers
+        # "host or port differs" (400); a typed port (443) is sent back as stored.
+        "hidden-fields": ["schema"],
+        "relabeling": {
+            "host": "API base URL",
+            "port": "Port (443; needed by Test on Airflow 3.3)",
+            "login": "Client ID",
+            "password": "Client secret",
+        },
         "placeholders": {
             "host": "https://platform.adobe.io",
+            "port": "443",
             "login": "0123456789abcdef0123456789abcdef",
             "password": "p8e-client-secret",
             "org_id": "ABC123DEF456@AdobeOrg",
             "sandbox_name": "prod",
             "scopes": _DEFAULT_SCOPES,
-            "ims_token_url": "https://ims-na1.adobelogin.com/ims/token/v3",
+            "ims_url": "https://ims-na1.adobelogin.com/ims/token/v3",
             "access_token": "leave empty to fetch tokens with the client ID and secret",
         },
     }

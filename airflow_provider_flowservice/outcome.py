@@ -160,7 +160,8 @@ def apply_outcome(
 def format_summary(run: RunLike, *, window: Any | None = None) -> str:
     """The end-of-run lines a person reads in the task log.
 
-    Run id, final status, window, record counts (input/output/failed), file counts, duration.
+    Run id, final status, window, record counts (input/output/failed), file counts, and the duration
+    when the run reports both its start and end.
 
     :param window: a :class:`~airflow_provider_flowservice.window.Window` (or anything with
         ``describe()``); defaults to the window the run reports.
@@ -187,7 +188,6 @@ def format_summary(run: RunLike, *, window: Any | None = None) -> str:
         return ", ".join(parts)
 
     duration = s.get("duration_seconds")
-    duration_text = f"{duration:.1f} s" if isinstance(duration, int | float) else "not reported"
     errors = _reported_errors(run)
     lines = [
         f"Flow run {s.get('run_id')} finished: status {s.get('status')!r}",
@@ -195,8 +195,9 @@ def format_summary(run: RunLike, *, window: Any | None = None) -> str:
         f"  window:   {window_text}",
         f"  records:  {counts(s.get('records'), 'Record')}",
         f"  files:    {counts(s.get('files'), 'File')}",
-        f"  duration: {duration_text}",
     ]
+    if isinstance(duration, int | float):  # failed runs often report no end: say nothing then
+        lines.append(f"  duration: {duration:.1f} s")
     if errors:
         lines.append(f"  errors:   {format_errors(errors)}")
     return "\n".join(lines)

@@ -52,9 +52,13 @@ emulator's flow `{EMULATOR_FLOW_ID}`. **Connection:** `flow_service_default`.
   --from-date 2025-01-01 --to-date 2025-01-07`
 - Airflow 2.x: `airflow dags backfill example_flow_service_backfill -s 2025-01-01 -e 2025-01-07`
 
+From the UI: **Trigger > Backfill**, pick the days, keep "Unpause on trigger" ticked (the scheduler
+runs no backfill of a paused DAG). The DAG has `catchup=False`, so unpausing adds at most one
+scheduled run, for the latest whole day, and never a catch-up of every day since `start_date`
+(a backfill that ends with that day already covers it).
+
 **One interval** without the scheduler: `airflow dags test example_flow_service_backfill
-2025-01-02T00:00:00+00:00` (ingests the day that ends at that date). Unpausing the DAG with
-`catchup=True` schedules every day since the start date: set `start_date` to your own.
+2025-01-02T00:00:00+00:00` (ingests the day that ends at that date).
 
 Against the local emulator: `make demo`.
 """
@@ -67,7 +71,9 @@ with DAG(
     # alike. (On Airflow 3 a plain cron string gives zero-length intervals: no window to ingest.)
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
-    catchup=True,
+    # No catch-up when unpaused (the UI's Backfill dialog unpauses by default): past days are
+    # ingested by a backfill, on purpose, not by every day since start_date at once.
+    catchup=False,
     max_active_runs=3,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
     tags=["example", "flow-service"],

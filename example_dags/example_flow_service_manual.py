@@ -28,6 +28,8 @@ from airflow_provider_flowservice.sensors.flow_service import FlowServiceRunSens
 EMULATOR_FLOW_ID = "d8a68c3a-8f3e-4b8d-9f00-5c1d0a6e7a11"
 DEFAULT_FLOW_ID = os.environ.get("FLOW_SERVICE_FLOW_ID", EMULATOR_FLOW_ID)
 POLL_INTERVAL = float(os.environ.get("FLOW_SERVICE_POLL_INTERVAL", "60"))
+#: An ISO-8601 date and time with a UTC offset (or Z), as the window needs.
+ISO_WITH_OFFSET = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$"
 
 DOC_MD = """
 ### Flow Service: ingest a window on demand
@@ -39,8 +41,9 @@ airflow dags trigger example_flow_service_manual \\
   -c '{"window_start": "2025-01-01T00:00:00+00:00", "window_end": "2025-01-02T00:00:00+00:00"}'
 ```
 
-Add `"flow_id": "<dataflow id>"` to ingest another dataflow. Window values are ISO-8601 strings
-**with** a UTC offset (or unix seconds); the window is start-inclusive, end-exclusive.
+Add `"flow_id": "<dataflow id>"` to ingest another dataflow. Window values are ISO-8601 date-times
+**with** a UTC offset (the form's date-time pickers; `--conf` values are checked as the same JSON-schema
+`date-time` format); the window is start-inclusive, end-exclusive.
 
 `create_run` starts the flow run and pushes its id to XCom; `wait_for_run` (a
 `FlowServiceRunSensor` in reschedule mode) waits for it and fails at once, with the run's
@@ -64,16 +67,20 @@ with DAG(
         "window_start": Param(
             "2025-01-01T00:00:00+00:00",
             type="string",
+            # "date-time": the trigger form shows a date-time picker, so a malformed value cannot be
+            # entered; the pattern (which Airflow checks, unlike the format) refuses one in --conf.
+            format="date-time",
+            pattern=ISO_WITH_OFFSET,
             title="Window start",
-            description="Start of the source data window (inclusive): ISO-8601 with a UTC offset, "
-            "e.g. 2025-01-01T00:00:00+00:00.",
+            description="Start of the source data window (inclusive), UTC.",
         ),
         "window_end": Param(
             "2025-01-02T00:00:00+00:00",
             type="string",
+            format="date-time",
+            pattern=ISO_WITH_OFFSET,
             title="Window end",
-            description="End of the source data window (exclusive): ISO-8601 with a UTC offset, "
-            "e.g. 2025-01-02T00:00:00+00:00. Must be after the start.",
+            description="End of the source data window (exclusive), UTC. Must be after the start.",
         ),
     },
     tags=["example", "flow-service"],

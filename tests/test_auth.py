@@ -219,6 +219,24 @@ def test_token_is_registered_with_the_secrets_masker(flow_service_emulator: Flow
     assert value not in str(redact(f"token={value}"))
 
 
+def test_a_secret_too_short_to_mask_is_not_handed_to_airflow(
+    flow_service_emulator: FlowServiceEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Airflow cannot mask it anyway and would log "Skipping masking for a secret as it's too short".
+    from airflow_provider_flowservice import auth
+
+    handed: list[object] = []
+    real = auth.mask_secret
+    auth.mask_secret = handed.append  # type: ignore[assignment]
+    try:
+        TokenProvider(em_settings(flow_service_emulator, access_token="abc", password=None), TINY)
+        TokenProvider(em_settings(flow_service_emulator, password="long-enough-secret"), TINY)
+    finally:
+        auth.mask_secret = real
+    assert "abc" not in handed and "long-enough-secret" in handed
+    assert "too short" not in caplog.text
+
+
 @pytest.mark.parametrize(
     ("changes", "fragment"),
     [
@@ -284,5 +302,5 @@ def test_static_token_never_calls_ims(flow_service_emulator: FlowServiceEmulator
 
 def test_wrong_token_url_is_named(flow_service_emulator: FlowServiceEmulator) -> None:
     em = flow_service_emulator
-    with pytest.raises(FlowServiceAuthError, match="not an IMS token endpoint: check extra ims_token_url"):
+    with pytest.raises(FlowServiceAuthError, match="not an IMS token endpoint: check extra ims_url"):
         fetch_token(em_settings(em, ims_token_url=em.url + "/ims/token/v1"), TINY)

@@ -84,9 +84,27 @@ def test_plain_http_needs_loopback_or_opt_in(host: str) -> None:
 
 
 def test_plain_http_token_url_is_refused_too() -> None:
+    with pytest.raises(FlowServiceConfigError, match="ims_url"):
+        settings(ims_url="http://ims.example.com/ims/token/v3")
+    assert settings(ims_url="http://127.0.0.1:9/ims/token/v3").ims_token_url.startswith("http://127")
+
+
+def test_legacy_ims_token_url_extra_is_still_read() -> None:
+    # Connections saved before the rename keep working; the new name wins when both are set.
+    assert settings(ims_token_url="https://ims.example.com/t").ims_token_url == "https://ims.example.com/t"
+    both = settings(ims_url="https://new.example.com/t", ims_token_url="https://old.example.com/t")
+    assert both.ims_token_url == "https://new.example.com/t"
     with pytest.raises(FlowServiceConfigError, match="ims_token_url"):
         settings(ims_token_url="http://ims.example.com/ims/token/v3")
-    assert settings(ims_token_url="http://127.0.0.1:9/ims/token/v3").ims_token_url.startswith("http://127")
+
+
+@pytest.mark.parametrize("name", ["ims_url", "ims_token_url"])
+def test_a_masked_ims_url_saved_by_the_form_is_refused_with_the_fix(name: str) -> None:
+    with pytest.raises(FlowServiceConfigError) as info:
+        settings(**{name: "***"})
+    message = str(info.value)
+    assert f"extra {name}='***'" in message and "set extra ims_url" in message
+    assert DEFAULT_IMS_TOKEN_URL in message
 
 
 @pytest.mark.parametrize(
@@ -255,3 +273,14 @@ def test_extra_that_is_not_an_object_is_explained() -> None:
 
     with pytest.raises(FlowServiceConfigError, match=r"aep_odd.*JSON object"):
         FlowServiceConnectionSettings.from_connection(Conn())
+
+
+def test_the_forms_port_443_adds_nothing_to_an_https_host() -> None:
+    # Port is visible in the form (Airflow 3.3's Test needs a stored port); 443 is https's own.
+    assert FlowServiceConnectionSettings.from_fields(
+        conn_id="aep", host=None, port=443, login="id", password="s", extra={"org_id": "O@AdobeOrg"}
+    ).base_url == DEFAULT_HOST
+    assert FlowServiceConnectionSettings.from_fields(
+        conn_id="aep", host="https://h.example.com", port=8443, login="id", password="s",
+        extra={"org_id": "O@AdobeOrg"},
+    ).base_url == "https://h.example.com:8443"

@@ -80,7 +80,7 @@ def emu(airflow_db, flow_service_conn):
 
 def test_link_shape():
     link = FlowServiceRunLink()
-    assert link.name == "Flow Service run"
+    assert link.name == "Dataflow runs (Experience Platform)"
     assert any(isinstance(x, FlowServiceRunLink) for x in FlowServiceCreateRunOperator.operator_extra_links)
 
 

@@ -61,16 +61,22 @@ def test_conn_fields_are_valid_against_the_provider_yaml_schema() -> None:
 
 def test_ui_metadata_matches_the_connection_defaults() -> None:
     fields = conn_type_info()["conn-fields"]
-    assert set(fields) == {"org_id", "sandbox_name", "scopes", "ims_token_url", "access_token"}
+    assert set(fields) == {"org_id", "sandbox_name", "scopes", "ims_url", "access_token"}
     assert fields["sandbox_name"]["schema"]["default"] == connection.DEFAULT_SANDBOX
     assert fields["scopes"]["schema"]["default"] == ",".join(connection.DEFAULT_SCOPES)
-    assert fields["ims_token_url"]["schema"]["default"] == connection.DEFAULT_IMS_TOKEN_URL
+    assert fields["ims_url"]["schema"]["default"] == connection.DEFAULT_IMS_TOKEN_URL
     assert fields["access_token"]["schema"]["format"] == "password"
     behaviour = conn_type_info()["ui-field-behaviour"]
     legacy = FlowServiceHook.get_ui_field_behaviour()
-    assert behaviour["hidden-fields"] == legacy["hidden_fields"] == ["schema", "port"]
+    # Port stays visible: Airflow 3.3's Test sends 0 for an empty hidden port and refuses (tests/ui).
+    assert behaviour["hidden-fields"] == legacy["hidden_fields"] == ["schema"]
     assert behaviour["relabeling"] == legacy["relabeling"]
-    assert legacy["relabeling"] == {"host": "API base URL", "login": "Client ID", "password": "Client secret"}
+    assert legacy["relabeling"] == {
+        "host": "API base URL",
+        "port": "Port (443; needed by Test on Airflow 3.3)",
+        "login": "Client ID",
+        "password": "Client secret",
+    }
     assert behaviour["placeholders"] == {k: v for k, v in legacy["placeholders"].items() if k != "extra"}
     assert behaviour["placeholders"]["host"] == connection.DEFAULT_HOST
 
@@ -85,7 +91,7 @@ def test_providers_manager_shows_the_connection_form() -> None:
     assert widgets["extra__adobe_flow_service__org_id"].field["schema"]["title"] == "IMS org ID"
     assert widgets["extra__adobe_flow_service__access_token"].is_sensitive
     behaviour = manager.field_behaviours["adobe_flow_service"]
-    assert behaviour["hidden_fields"] == ["schema", "port"]
+    assert behaviour["hidden_fields"] == ["schema"]
     assert behaviour["relabeling"]["login"] == "Client ID"
 
 
@@ -126,9 +132,9 @@ print(json.dumps({"version": airflow.__version__,
     assert result["version"].startswith("2.")
     assert result["widgets"] == sorted(
         f"extra__adobe_flow_service__{n}"
-        for n in ("org_id", "sandbox_name", "scopes", "ims_token_url", "access_token")
+        for n in ("org_id", "sandbox_name", "scopes", "ims_url", "access_token")
     )
-    assert result["behaviour"]["hidden_fields"] == ["schema", "port"]
+    assert result["behaviour"]["hidden_fields"] == ["schema"]
 
 
 def _airflow_cli(*args: str) -> str:
@@ -158,3 +164,20 @@ def airflow_provider_version() -> str:
     from airflow_provider_flowservice import __version__
 
     return __version__
+
+
+def test_no_form_field_with_a_default_or_placeholder_is_masked_by_airflow() -> None:
+    """Airflow masks extras whose name looks secret (e.g. contains "token"): such a field's default
+    or placeholder would show, and be saved back, as ``***``. Only the static token may be masked."""
+    try:  # Airflow 3.x
+        from airflow.sdk._shared.secrets_masker import should_hide_value_for_key
+    except ImportError:  # Airflow 2.x
+        from airflow.utils.log.secrets_masker import should_hide_value_for_key
+
+    info = conn_type_info()
+    shown = {k: v["schema"].get("default") for k, v in info["conn-fields"].items()}
+    shown.update(info["ui-field-behaviour"]["placeholders"])
+    for name, value in shown.items():
+        if name in ("access_token", "password") or value is None:
+            continue
+        assert not should_hide_value_for_key(name), f"Airflow would mask form field {name!r}"

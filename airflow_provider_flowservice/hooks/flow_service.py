@@ -9,6 +9,7 @@ the connection nor touches the network when constructed.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from functools import cached_property
@@ -407,12 +408,13 @@ class FlowServiceHook(BaseHook):
         return self.settings.ui_url(flow_id, run_id)
 
     def test_connection(self) -> tuple[bool, str]:
-        """Fetch a token and read one run (``GET /runs?limit=1``); say what failed if anything did."""
+        """Fetch a token and read one run (``GET /runs?limit=1``); say what failed if anything did.
+
+        The message names fields, never the connection id: Airflow's Test button tests a copy under a
+        random temporary id (e.g. ``rXyuEuEN``) that the user has never seen.
+        """
         ok, message = self._round_trip()
-        conn_id = self.flow_service_conn_id
-        if not ok and f"'{conn_id}'" not in message:
-            message = f"Connection '{conn_id}': {message}"
-        return ok, message
+        return ok, _without_conn_id(message, self.flow_service_conn_id)
 
     def _round_trip(self) -> tuple[bool, str]:
         try:
@@ -443,6 +445,13 @@ class FlowServiceHook(BaseHook):
             f"Connected to Flow Service at {s.base_url} (org {s.org_id}, sandbox {s.sandbox_name}); "
             "the token was accepted and runs can be listed."
         )
+
+
+def _without_conn_id(message: str, conn_id: str) -> str:
+    """``message`` with "connection '<id>'" phrases turned into "the connection"."""
+    quoted = re.escape(f"'{conn_id}'")
+    message = re.sub(rf"(?<![A-Za-z])Connection {quoted}", "The connection", message)
+    return re.sub(rf"(?<![A-Za-z])connection {quoted}", "the connection", message)
 
 
 # ---------------------------------------------------------------- async hook

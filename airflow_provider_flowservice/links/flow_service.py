@@ -15,9 +15,13 @@ RUN_URL_XCOM_KEY = "run_url"
 
 
 class FlowServiceRunLink(BaseOperatorLink):
-    """Link to the flow run in Experience Platform; empty until the run exists."""
+    """Link to the dataflow's runs in Experience Platform; empty until the run exists.
 
-    name = "Flow Service run"
+    The default ``ui_url_template`` opens the dataflow's run list (Experience Platform has no
+    stable per-run page), and the label says so.
+    """
+
+    name = "Dataflow runs (Experience Platform)"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         """Return the run URL pushed by the task, or "" when there is none."""

@@ -212,7 +212,8 @@ class FlowServiceCreateRunOperator(BaseOperator):
         ti = context["ti"]
         publish_run_url(ti, run_id, run_url, self.log)
         ti.xcom_push(key="return_value", value=run_id)
-        self.log.info("Flow run id: %s  (Experience Platform: %s)", run_id, run_url)
+        # The URL ends the line: a character after it would be taken into the clickable link.
+        self.log.info("Flow run id: %s; the dataflow's runs in Experience Platform: %s", run_id, run_url)
 
         if not self.wait_for_completion:
             self.log.info("wait_for_completion=False: not waiting for flow run %s.", run_id)

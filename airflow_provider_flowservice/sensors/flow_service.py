@@ -141,7 +141,7 @@ class FlowServiceRunSensor(BaseSensorOperator):
             raise AirflowSensorTimeout(
                 f"{exc} Flow run {run_id} was still {self._last_status or 'not readable'!r}. The run "
                 "continues in Experience Platform; raise timeout=... on the sensor to wait longer."
-            ) from exc
+            ) from None  # the message already holds exc's: a chained traceback would repeat it
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """One status poll: False while running, the summary when done; raises on a failed run."""
@@ -254,7 +254,8 @@ class FlowServiceRunSensor(BaseSensorOperator):
         try:
             self._skip_if_soft(str(exc))
         except AirflowSkipException as skip:
-            raise skip from exc
+            raise skip from None
+        # from None: the cause has the same message, and a chained traceback would print it twice.
         raise FlowServiceRunOutcomeError(
             str(exc), run_id=exc.run_id, status=exc.status, errors=exc.errors
-        ) from exc
+        ) from None

@@ -395,7 +395,7 @@ class FlowServiceEmulator:
 
     # ----- connection helpers ---------------------------------------------------------------------
     def connection_extra(self) -> dict[str, str]:
-        return {"org_id": self.org_id, "sandbox_name": self.sandbox_name, "ims_token_url": self.ims_token_url}
+        return {"org_id": self.org_id, "sandbox_name": self.sandbox_name, "ims_url": self.ims_token_url}
 
     def connection_json(self, **extra: Any) -> str:
         """JSON for ``AIRFLOW_CONN_FLOW_SERVICE_DEFAULT``; ``extra`` adds or overrides extra fields."""

@@ -164,6 +164,8 @@ def test_failed_run_fails_without_retry_and_names_its_errors(
     assert [e.code for e in error.errors] == ["CONNECTOR-1234-500"]
     assert "CONNECTOR-1234-500: table locked" in str(error)
     assert f"See {context['ti'].xcom['run_url']}" in str(error)
+    # No chained cause with the same message: the task log would print the failure twice.
+    assert error.__cause__ is None and error.__suppress_context__
 
 
 @pytest.mark.parametrize("flag", ["soft_fail", "never_fail"])

@@ -9,11 +9,11 @@ Real services run as subprocesses in a fresh AIRFLOW_HOME with a sqlite metadata
 - Airflow 2.11: ``scheduler`` (SequentialExecutor, the only executor 2.x allows on sqlite) and
   ``triggerer``.
 
-The DAG file is the shipped backfill example with one change: its ``start_date`` is moved to three
-days ago, so that the scheduler's catchup creates exactly three daily data intervals (the shipped
-date would schedule every day since 2025; ``airflow backfill create`` is no alternative on 3.x, as
-the scheduler ignores the backfill runs of a paused DAG). New DAGs start unpaused
-(``[core] dags_are_paused_at_creation=False``), as in a deployment that sets it.
+The DAG file is the shipped backfill example with two changes: ``catchup=True`` and its
+``start_date`` moved to three days ago, so that the scheduler's catchup creates exactly three daily
+data intervals (``airflow backfill create`` is no alternative on 3.x, as the scheduler ignores the
+backfill runs of a paused DAG). New DAGs start unpaused (``[core] dags_are_paused_at_creation=False``),
+as in a deployment that sets it.
 
 The emulator runs in this test process; the services get its connection through
 ``AIRFLOW_CONN_FLOW_SERVICE_DEFAULT`` and poll every second (``FLOW_SERVICE_POLL_INTERVAL=1``).
@@ -111,6 +111,10 @@ def _copy_dag_starting(dags: Path, start: datetime) -> None:
     replacement = f'start_date=pendulum.datetime({start.year}, {start.month}, {start.day}, tz="UTC"),'
     patched, count = re.subn(r"start_date=pendulum\.datetime\([^)]*\),", replacement, source)
     assert count == 1, f"{EXAMPLE_DAG.name}: expected one `start_date=pendulum.datetime(...)`, found {count}"
+    # The example ships with catchup=False (safe to unpause from the UI); catch-up is what makes
+    # the scheduler run the recent days here.
+    patched, count = re.subn(r"catchup=False,", "catchup=True,", patched)
+    assert count == 1, f"{EXAMPLE_DAG.name}: expected one `catchup=False,`, found {count}"
     (dags / EXAMPLE_DAG.name).write_text(patched)
 
 

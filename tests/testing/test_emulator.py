@@ -587,7 +587,7 @@ def test_connection_helpers(emu: FlowServiceEmulator) -> None:
     assert conn["conn_type"] == "adobe_flow_service" and conn["host"] == emu.url
     assert (conn["login"], conn["password"]) == (emu.client_id, emu.client_secret)
     assert conn["extra"] == {**emu.connection_extra(), "scope": "openid"}
-    assert emu.connection_extra()["ims_token_url"] == emu.url + "/ims/token/v3"
+    assert emu.connection_extra()["ims_url"] == emu.url + "/ims/token/v3"
     from airflow.models.connection import Connection
 
     parsed = Connection(conn_id="x", uri=emu.connection_uri())

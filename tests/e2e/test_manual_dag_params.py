@@ -1,0 +1,31 @@
+"""The manual example's window params: JSON-schema ``date-time`` (the form shows date-time pickers,
+checked in a real browser by tests/ui) with a pattern, so Airflow refuses a malformed window when
+the run is created (``--conf`` or the API), not at run time."""
+
+from __future__ import annotations
+
+import pytest
+
+try:  # Airflow 3.x
+    from airflow.sdk.exceptions import ParamValidationError
+except ImportError:  # Airflow 2.x
+    from airflow.exceptions import ParamValidationError
+
+from tests.e2e.harness import load_example_dags
+
+
+@pytest.fixture(scope="module")
+def params() -> dict:
+    dag = load_example_dags().dags["example_flow_service_manual"]
+    return {name: dag.params.get_param(name) for name in ("window_start", "window_end")}
+
+
+@pytest.mark.parametrize("name", ["window_start", "window_end"])
+def test_window_params_are_date_times(params: dict, name: str) -> None:
+    param = params[name]
+    assert param.schema["format"] == "date-time"
+    assert param.resolve("2025-03-01T00:00:00+00:00") == "2025-03-01T00:00:00+00:00"
+    assert param.resolve("2025-03-01T00:00:00.000Z") == "2025-03-01T00:00:00.000Z"
+    for bad in ("yesterday", "2025-03-01", "2025-03-01T00:00:00", "2025-03-01 00:00:00+00:00"):
+        with pytest.raises(ParamValidationError, match="does not match"):
+            param.resolve(bad)
