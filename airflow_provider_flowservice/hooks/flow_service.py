@@ -296,6 +296,9 @@ class FlowServiceHook(BaseHook):
                     f"The request was: flow_id {flow}, window [{window_start}, {window_end}) in unix "
                     f"seconds{delta}."
                 )
+                from airflow_provider_flowservice._refusal import explain_refusal
+
+                explain_refusal(self, flow, exc)  # a deleted or disabled flow: say so (one GET)
             raise
         self.log.info(
             "Flow Service run %s for flow %s (window %s-%s).", created.run_id, flow, window_start, window_end

@@ -210,7 +210,7 @@ class EmulatorState:
         source_kind = check_source_kind(source_kind or DEFAULT_SOURCE[kind], kind)
         flow_id = flow_id or str(uuid.uuid4())
         created = now_ms()
-        source, target, spec = connections_for(source_kind, dataset_id or new_dataset_id(), created)
+        source, target, spec = connections_for(source_kind, dataset_id or new_dataset_id(flow_id), created)
         transformations: list[dict[str, Any]] = [
             {"name": "Mapping", "params": {"mappingId": uuid.uuid4().hex, "mappingVersion": 0}}
         ]

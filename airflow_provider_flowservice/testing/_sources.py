@@ -77,6 +77,10 @@ def connections_for(
     return source, target, spec
 
 
-def new_dataset_id() -> str:
-    """A dataset id shaped like Catalog's (24 hex digits)."""
-    return uuid.uuid4().hex[:24]
+def new_dataset_id(flow_id: str) -> str:
+    """A dataset id shaped like Catalog's (24 hex digits), the same for the same flow id.
+
+    Stable, so a DAG scheduled on the dataset (example_dags/example_flow_service_assets.py) can
+    name the emulator's dataset before the flow exists.
+    """
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"aep-emulator-dataset:{flow_id}").hex[:24]
