@@ -47,17 +47,24 @@ class FlowLineage(NamedTuple):
         return dataset_uri(self.org_id, self.sandbox_name, self.dataset_id) if self.dataset_id else None
 
 
-def read_lineage(hook: FlowServiceHook, flow_id: str, *, with_source: bool) -> FlowLineage:
-    """Read the flow and its first target connection (and source connection + spec when asked)."""
-    flow = hook.get_flow(flow_id)
-    target = hook.get_target_connection(flow.target_connection_ids[0]) if flow.target_connection_ids else None
-    source = kind = None
-    if with_source and flow.source_connection_ids:
-        source = hook.get_source_connection(flow.source_connection_ids[0])
-        if source.connection_spec_id:
-            kind = hook.get_connection_spec(source.connection_spec_id).name
-    settings = hook.settings
-    return FlowLineage(flow, settings.org_id, settings.sandbox_name, target, source, kind)
+def read_lineage(
+    hook: FlowServiceHook, flow_id: str, *, with_source: bool, known: FlowLineage | None = None
+) -> FlowLineage:
+    """Read the flow and its first target connection, and the source connection + spec when asked.
+
+    ``known``: what an earlier call read (the flow and target): only the source is read then.
+    """
+    if known is None:
+        flow = hook.get_flow(flow_id)
+        tid = flow.target_connection_ids[0] if flow.target_connection_ids else None
+        target = hook.get_target_connection(tid) if tid else None
+        settings = hook.settings
+        known = FlowLineage(flow, settings.org_id, settings.sandbox_name, target)
+    if not with_source or known.source is not None or not known.flow.source_connection_ids:
+        return known
+    source = hook.get_source_connection(known.flow.source_connection_ids[0])
+    kind = hook.get_connection_spec(source.connection_spec_id).name if source.connection_spec_id else None
+    return known._replace(source=source, source_kind=kind)
 
 
 def event_extra(summary: Mapping[str, Any], dataset_id: str | None) -> dict[str, Any]:
@@ -121,7 +128,7 @@ class LineageRecorder:
         if self._lineage is not None and (self._with_source or not with_source):
             return self._lineage
         try:
-            self._lineage = read_lineage(hook, self.flow_id, with_source=with_source)
+            self._lineage = read_lineage(hook, self.flow_id, with_source=with_source, known=self._lineage)
             self._with_source = with_source
         except Exception as exc:  # lineage is a by-product: never fail the task for it
             self.failed(log, exc)
