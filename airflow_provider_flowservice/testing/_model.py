@@ -249,7 +249,9 @@ class EmulatorState:
         with self.lock:
             item = self.connections[collection].get(ident)
             if item is None:
-                detail = f"No {collection[:-1]} {ident} in sandbox {self.sandbox_name}."
+                what = {"sourceConnections": "source connection", "targetConnections": "target connection"}
+                kind = what.get(collection, "connection spec")
+                detail = f"No {kind} {ident} in sandbox {self.sandbox_name}."
                 raise fail(404, CONNECTION_NOT_FOUND, detail)
             return Reply(200, {"items": [copy.deepcopy(item)]})
 
