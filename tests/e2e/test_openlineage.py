@@ -65,7 +65,9 @@ def test_complete_event_names_s3_source_aep_dataset_counts_and_flow_run(home: Pa
         dataset_id = emulator.target_dataset_id(DEFAULT_FLOW_ID)
         (flow_run,) = emulator.runs_for_flow(DEFAULT_FLOW_ID)
         lineage_gets = sorted(
-            r.path.rsplit("/", 2)[-2] for r in emulator.requests if r.method == "GET" and "/runs" not in r.path
+            r.path.rsplit("/", 2)[-2]
+            for r in emulator.requests
+            if r.method == "GET" and "/runs" not in r.path
         )
 
     complete = [e for e in _task_events(events) if e["eventType"] == "COMPLETE"]

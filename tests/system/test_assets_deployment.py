@@ -2,10 +2,11 @@
 
 The asset example pair (example_dags/example_flow_service_assets.py) on a real deployment
 (``_airflow_services.py``: Airflow 3.x api-server, dag-processor, scheduler, triggerer; 2.11
-scheduler and triggerer) against the emulator in this process. The producer is triggered twice
-from the CLI with two windows; each ingestion emits an event for the flow's dataset through the
-producer's asset alias, and the scheduler creates a consumer run for it (asset-triggered). The
-consumer's task log shows the counts and window it read from its triggering event. New DAGs start
+scheduler and triggerer) against the emulator in this process. The producer is triggered once
+from the CLI; the ingestion emits an event for the flow's dataset through the producer's asset
+alias, and the scheduler creates a consumer run for it (asset-triggered). The consumer's task log
+shows the counts and window it read from its triggering event. (One ingestion, not several: each
+task start costs ~30 s on a loaded 2-core machine with 2.11's SequentialExecutor.) New DAGs start
 unpaused (``[core] dags_are_paused_at_creation=False``).
 """
 
@@ -29,10 +30,7 @@ pytestmark = [
 EXAMPLE = Path(__file__).resolve().parents[2] / "example_dags" / "example_flow_service_assets.py"
 PRODUCER = "example_flow_service_ingest_assets"
 CONSUMER = "example_flow_service_on_ingestion"
-WINDOWS = [
-    ("2025-01-01T00:00:00+00:00", "2025-01-02T00:00:00+00:00"),
-    ("2025-01-02T00:00:00+00:00", "2025-01-03T00:00:00+00:00"),
-]
+WINDOWS = [("2025-01-02T00:00:00+00:00", "2025-01-03T00:00:00+00:00")]
 TIMEOUT = 360.0
 
 
@@ -46,7 +44,7 @@ def _ended(deployment: AirflowDeployment, dag_id: str, count: int) -> list[tuple
     return runs if len(runs) >= count and all(r[1] in ("success", "failed") for r in runs) else None
 
 
-def test_consumer_runs_after_each_ingestion_and_reads_its_counts(tmp_path: Path) -> None:
+def test_consumer_runs_after_an_ingestion_and_reads_its_counts_from_the_event(tmp_path: Path) -> None:
     dags = tmp_path / "dags"
     dags.mkdir()
     shutil.copy(EXAMPLE, dags / EXAMPLE.name)
@@ -77,10 +75,10 @@ def test_consumer_runs_after_each_ingestion_and_reads_its_counts(tmp_path: Path)
             producer_runs, consumer_runs = _runs(deployment, PRODUCER), _runs(deployment, CONSUMER)
             logs = "\n".join(t for p, t in deployment.task_logs().items() if f"dag_id={CONSUMER}" in str(p))
 
-    assert [r[1] for r in producer_runs] == ["success", "success"], producer_runs
-    assert [r[1] for r in consumer_runs] == ["success", "success"], consumer_runs
+    assert [r[1] for r in producer_runs] == ["success"], producer_runs
+    assert [r[1] for r in consumer_runs] == ["success"], consumer_runs
     assert {str(r[2]) for r in consumer_runs} <= {"asset_triggered", "dataset_triggered"}, consumer_runs
     for flow_run, (start, end) in zip(emulator.runs_for_flow(DEFAULT_FLOW_ID), WINDOWS, strict=True):
-        line = f"Flow run {flow_run['id']} (success) wrote 100 of 100 records (failed 0) for window {start} - "
-        line += end
+        line = f"Flow run {flow_run['id']} (success) wrote 100 of 100 records (failed 0) for window "
+        line += f"{start} - {end}"
         assert line in logs, logs[-3000:]
