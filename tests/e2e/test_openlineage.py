@@ -20,6 +20,8 @@ from airflow_provider_flowservice.testing.emulator import DEFAULT_FLOW_ID, FlowS
 from tests.e2e.harness import EXAMPLE_DAGS
 
 pytest.importorskip("airflow.providers.openlineage")
+# Each test starts `airflow dags test` in a subprocess: ~1 min idle, several on a loaded machine.
+pytestmark = pytest.mark.timeout(900)
 
 DAG_ID = "example_flow_service_ingest_assets"
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
