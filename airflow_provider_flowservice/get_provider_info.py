@@ -75,6 +75,14 @@ def _ui_field_behaviour() -> dict[str, Any]:
     }
 
 
+_AEP_URIS = {
+    "schemes": ["aep"],
+    "handler": "airflow_provider_flowservice.assets.sanitize_uri",
+    "factory": "airflow_provider_flowservice.assets.create_asset",
+    "to_openlineage_converter": "airflow_provider_flowservice.assets.convert_asset_to_openlineage",
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     """Describe the package, its connection type (with its form), hook and extra link to Airflow."""
     from airflow_provider_flowservice import __version__
@@ -108,4 +116,7 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["airflow_provider_flowservice.links.flow_service.FlowServiceRunLink"],
+        # aep://<org>/<sandbox>/datasets/<id> (docs/lineage.md); 2.11 reads "dataset-uris".
+        "asset-uris": [_AEP_URIS],
+        "dataset-uris": [_AEP_URIS],
     }

@@ -168,6 +168,8 @@ class FlowRun:
             "files": {k: self.file_summary.get(k) for k in
                       ("inputFileCount", "outputFileCount", "failedFileCount")
                       if k in self.file_summary},
+            "bytes": {k: self.size_summary.get(k) for k in ("inputBytes", "outputBytes")
+                      if k in self.size_summary},
             "duration_seconds": self.duration_seconds,
         }
 
@@ -183,6 +185,8 @@ class Flow:
     delta_column: str | None
     schedule_frequency: str | None
     etag: str | None = None
+    source_connection_ids: tuple[str, ...] = ()
+    target_connection_ids: tuple[str, ...] = ()
 
     @classmethod
     def from_api(cls, item: Mapping[str, Any]) -> Flow:
@@ -201,4 +205,53 @@ class Flow:
             delta_column=delta,
             schedule_frequency=_text(_mapping(item.get("scheduleParams")).get("frequency")),
             etag=_text(item.get("etag")),
+            source_connection_ids=_ids(item.get("sourceConnectionIds")),
+            target_connection_ids=_ids(item.get("targetConnectionIds")),
         )
+
+
+def _ids(raw: Any) -> tuple[str, ...]:
+    """A list of ids as strings (anything else: none)."""
+    return tuple(str(i) for i in raw if isinstance(i, str | int) and str(i)) if isinstance(raw, list) else ()
+
+
+@dataclass(frozen=True)
+class FlowConnection:
+    """A source or target connection (``GET /sourceConnections/{id}``, ``/targetConnections/{id}``).
+
+    ``params`` is what the connection reads or writes: a cloud-storage ``path``, a ``tableName``,
+    or (for a target in Experience Platform) the ``dataSetId``.
+    """
+
+    id: str
+    name: str | None
+    base_connection_id: str | None
+    connection_spec_id: str | None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def dataset_id(self) -> str | None:
+        """The dataset a target connection writes to (``params.dataSetId``)."""
+        return _text(self.params.get("dataSetId")) or None
+
+    @classmethod
+    def from_api(cls, item: Mapping[str, Any]) -> FlowConnection:
+        return cls(
+            id=str(item.get("id")),
+            name=_text(item.get("name")),
+            base_connection_id=_text(item.get("baseConnectionId")),
+            connection_spec_id=_text(_mapping(item.get("connectionSpec")).get("id")),
+            params=dict(_mapping(item.get("params"))),
+        )
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """A connection spec (``GET /connectionSpecs/{id}``): ``name`` is the source kind (``amazon-s3``)."""
+
+    id: str
+    name: str | None
+
+    @classmethod
+    def from_api(cls, item: Mapping[str, Any]) -> ConnectionSpec:
+        return cls(id=str(item.get("id")), name=_text(item.get("name")))

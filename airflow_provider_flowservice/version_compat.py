@@ -15,6 +15,8 @@ from airflow.providers.common.compat.sdk import (
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
+    Asset,
+    AssetAlias,
     BaseHook,
     BaseOperator,
     BaseOperatorLink,
@@ -35,6 +37,12 @@ AIRFLOW_V_3_3_PLUS = Version("3.3.0") <= AIRFLOW_VERSION
 def get_task_state_store(context: Context) -> Any | None:
     """The task's durable state across tries (Airflow 3.3+), or None where Airflow has none."""
     return context.get("task_state_store") if AIRFLOW_V_3_3_PLUS else None
+
+
+def triggering_asset_events(context: Context) -> Any:
+    """The asset events that triggered this DAG run (3.x ``triggering_asset_events``, 2.11 dataset)."""
+    key = "triggering_asset_events" if AIRFLOW_V_3_0_PLUS else "triggering_dataset_events"
+    return context.get(key) or {}
 
 
 def push_extra_link_url(ti: Any, link: Any, url: str) -> None:
@@ -69,6 +77,8 @@ __all__ = [
     "AirflowFailException",
     "AirflowSensorTimeout",
     "AirflowSkipException",
+    "Asset",
+    "AssetAlias",
     "BaseHook",
     "BaseOperator",
     "BaseOperatorLink",
@@ -80,4 +90,5 @@ __all__ = [
     "get_task_state_store",
     "mask_secret",
     "push_extra_link_url",
+    "triggering_asset_events",
 ]

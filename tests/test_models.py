@@ -178,6 +178,7 @@ def test_summary_is_json_safe_and_small() -> None:
         "window_end": 1651585956,
         "records": {"inputRecordCount": 10, "outputRecordCount": 8, "failedRecordCount": 2},
         "files": {"inputFileCount": 1, "outputFileCount": 1, "failedFileCount": 0},
+        "bytes": {"inputBytes": 1024, "outputBytes": -1},
         "duration_seconds": 60.5,
     }
 

@@ -47,7 +47,7 @@ from airflow_provider_flowservice.hooks._api import (
     secrets_of,
     transport_error,
 )
-from airflow_provider_flowservice.models import CreatedRun, Flow, FlowRun
+from airflow_provider_flowservice.models import ConnectionSpec, CreatedRun, Flow, FlowConnection, FlowRun
 from airflow_provider_flowservice.retry import (
     RetryPolicy,
     TransientFailure,
@@ -297,6 +297,9 @@ class FlowServiceHook(BaseHook):
                     f"The request was: flow_id {flow}, window [{window_start}, {window_end}) in unix "
                     f"seconds{delta}."
                 )
+                from airflow_provider_flowservice._refusal import explain_refusal
+
+                explain_refusal(self, flow, exc)  # a deleted or disabled flow: say so (one GET)
             raise
         self.log.info(
             "Flow Service run %s for flow %s (window %s-%s).", created.run_id, flow, window_start, window_end
@@ -357,6 +360,25 @@ class FlowServiceHook(BaseHook):
         path = f"/flows/{path_segment('flow_id', flow_id)}"
         data = self._request("GET", path)
         return one_item(data, Flow.from_api, "flow", flow_id, path)
+
+    # Lineage reads: what a flow reads from and writes to (issue 12; docs/lineage.md).
+    def get_source_connection(self, connection_id: str) -> FlowConnection:
+        """Read a flow's source connection (``GET /sourceConnections/{id}``)."""
+        path = f"/sourceConnections/{path_segment('connection_id', connection_id)}"
+        data = self._request("GET", path)
+        return one_item(data, FlowConnection.from_api, "source connection", connection_id, path)
+
+    def get_target_connection(self, connection_id: str) -> FlowConnection:
+        """Read a flow's target connection (``GET /targetConnections/{id}``; ``params.dataSetId``)."""
+        path = f"/targetConnections/{path_segment('connection_id', connection_id)}"
+        data = self._request("GET", path)
+        return one_item(data, FlowConnection.from_api, "target connection", connection_id, path)
+
+    def get_connection_spec(self, spec_id: str) -> ConnectionSpec:
+        """Read a connection spec (``GET /connectionSpecs/{id}``): its name is the source kind."""
+        path = f"/connectionSpecs/{path_segment('spec_id', spec_id)}"
+        data = self._request("GET", path)
+        return one_item(data, ConnectionSpec.from_api, "connection spec", spec_id, path)
 
     def list_runs(
         self,

@@ -14,6 +14,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from airflow_provider_flowservice.assets import outlets_with_alias
 from airflow_provider_flowservice.exceptions import (
     FlowServiceError,
     FlowServiceTimeoutError,
@@ -43,6 +44,7 @@ from airflow_provider_flowservice.window import (
 )
 
 if TYPE_CHECKING:
+    from airflow_provider_flowservice._lineage import LineageRecorder
     from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
     from airflow_provider_flowservice.retry import RetryPolicy
     from airflow_provider_flowservice.version_compat import Context
@@ -129,6 +131,10 @@ class FlowServiceCreateRunOperator(BaseOperator):
         of starting a second one. A deliberate clear still creates a new run.
     :param flow_service_conn_id: the Airflow connection (type ``adobe_flow_service``).
     :param retry: HTTP retry settings for the hook and the trigger.
+    :param emit_asset_events: on success, emit an asset event (2.11: dataset event) for the
+        flow's target dataset, ``aep://<org>/<sandbox>/datasets/<id>``, with the run's counts in
+        its extra, through the task's asset aliases (default: ``flow_alias(flow_id)``). Costs
+        ``GET /flows/{id}`` and ``GET /targetConnections/{id}`` once per task. Default False.
     """
 
     template_fields: Sequence[str] = ("flow_id", "window_start", "window_end", "delta_column", "start_time")
@@ -151,9 +157,13 @@ class FlowServiceCreateRunOperator(BaseOperator):
         reuse_existing_run: bool = True,
         flow_service_conn_id: str = "flow_service_default",
         retry: RetryPolicy | None = None,
+        emit_asset_events: bool = False,
         **kwargs: Any,
     ) -> None:
+        if emit_asset_events:
+            kwargs["outlets"] = outlets_with_alias(flow_id, kwargs.get("outlets"), who=type(self).__name__)
         super().__init__(**kwargs)
+        self.emit_asset_events = emit_asset_events
         self.flow_id = flow_id
         self.window_start = window_start
         self.window_end = window_end
@@ -220,6 +230,7 @@ class FlowServiceCreateRunOperator(BaseOperator):
             return run_id
         if existing is not None and existing.status.is_terminal:
             self._finish(existing, window, run_url)
+            self._emit_asset_event(context)
             return run_id
         if self.deferrable:
             self.log.info(
@@ -253,6 +264,7 @@ class FlowServiceCreateRunOperator(BaseOperator):
             )
         run = self._wait(hook, run_id, timeout)
         self._finish(run, window, run_url)
+        self._emit_asset_event(context)
         return run_id
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> str:
@@ -263,12 +275,14 @@ class FlowServiceCreateRunOperator(BaseOperator):
         summary = event.get("summary")
         if status == EVENT_TERMINAL and summary:
             self.log.info("%s", format_summary(summary))
+            self.flow_lineage.finished(summary)
             apply_outcome(
                 summary,
                 allow_partial_success=self.allow_partial_success,
                 logger=self.log,
                 run_url=pushed_run_url(context.get("ti"), self.log),
             )
+            self._emit_asset_event(context)
             return run_id
         if status == EVENT_TIMEOUT:
             raise FlowServiceTimeoutError(
@@ -287,10 +301,36 @@ class FlowServiceCreateRunOperator(BaseOperator):
             which,
         )
 
+    # ----------------------------------------------------------------- lineage (docs/lineage.md)
+
+    @cached_property
+    def flow_lineage(self) -> LineageRecorder:
+        """This task's lineage: the finished run, and the flow's source and target read at most once."""
+        from airflow_provider_flowservice._lineage import LineageRecorder
+
+        return LineageRecorder()
+
+    def _emit_asset_event(self, context: Context) -> None:
+        if self.emit_asset_events:
+            self.flow_lineage.emit_asset_event(context, self.outlets, self.hook, self.log)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the source read, the dataset written (with counts), the flow run (never raises)."""
+        return self.flow_lineage.openlineage(
+            self.hook, self.log, flow_id=self.flow_id, run_id=self._run_id, failed=False
+        )
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """OpenLineage for a failed task: what is known of the flow and its run (never raises)."""
+        return self.flow_lineage.openlineage(
+            self.hook, self.log, flow_id=self.flow_id, run_id=self._run_id, failed=True
+        )
+
     # ----------------------------------------------------------------- helpers
 
     def _finish(self, run: FlowRun, window: Window, run_url: str | None) -> None:
         self.log.info("%s", format_summary(run, window=window))
+        self.flow_lineage.finished(run)
         apply_outcome(run, allow_partial_success=self.allow_partial_success, logger=self.log, run_url=run_url)
 
     def _wait(self, hook: FlowServiceHook, run_id: str, timeout: float) -> FlowRun:

@@ -14,6 +14,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from airflow_provider_flowservice.assets import outlets_with_alias
 from airflow_provider_flowservice.exceptions import (
     FlowServiceConfigError,
     FlowServiceError,
@@ -43,6 +44,7 @@ from airflow_provider_flowservice.version_compat import (
 from airflow_provider_flowservice.window import validate_duration
 
 if TYPE_CHECKING:
+    from airflow_provider_flowservice._lineage import LineageRecorder
     from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
     from airflow_provider_flowservice.models import FlowRun
     from airflow_provider_flowservice.retry import RetryPolicy
@@ -77,6 +79,9 @@ class FlowServiceRunSensor(BaseSensorOperator):
     :param poll_interval: seconds (or timedelta) between status polls; the sensor's
         ``poke_interval``. Default 30 s.
     :param retry: HTTP retry settings for the hook and the trigger.
+    :param emit_asset_events: when the run is accepted, emit an asset event for its flow's target
+        dataset through the task's outlets, which must hold an asset alias (e.g.
+        ``outlets=[flow_alias(flow_id)]``) or the dataset's ``aep://`` asset. Default False.
     :param timeout: (BaseSensorOperator) longest wait; in deferrable mode the trigger's deadline.
     :param soft_fail: (BaseSensorOperator) skip instead of failing on a failed run, a refused
         ``partialSuccess`` or a timeout (``never_fail`` too).
@@ -95,8 +100,11 @@ class FlowServiceRunSensor(BaseSensorOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float | timedelta | None = None,
         retry: RetryPolicy | None = None,
+        emit_asset_events: bool = False,
         **kwargs: Any,
     ) -> None:
+        if emit_asset_events:
+            kwargs["outlets"] = outlets_with_alias(None, kwargs.get("outlets"), who=type(self).__name__)
         if poll_interval is not None:
             if kwargs.get("poke_interval") is not None:
                 raise FlowServiceConfigError(
@@ -112,6 +120,7 @@ class FlowServiceRunSensor(BaseSensorOperator):
         self.allow_partial_success = allow_partial_success
         self.deferrable = deferrable
         self.retry = retry
+        self.emit_asset_events = emit_asset_events
         self._last_status: str | None = None
         self._run_url: str | None = None
 
@@ -134,9 +143,9 @@ class FlowServiceRunSensor(BaseSensorOperator):
             run_id, mode, self.poke_interval, self.timeout,
         )
         if self.deferrable:
-            return self._execute_deferrable(context, run_id)
+            return self._emit_asset_event(context, self._execute_deferrable(context, run_id))
         try:
-            return super().execute(context)
+            return self._emit_asset_event(context, super().execute(context))
         except AirflowSensorTimeout as exc:
             raise AirflowSensorTimeout(
                 f"{exc} Flow run {run_id} was still {self._last_status or 'not readable'!r}. The run "
@@ -158,7 +167,7 @@ class FlowServiceRunSensor(BaseSensorOperator):
         if status == EVENT_TERMINAL and summary:
             if self._run_url is None:
                 self._run_url = pushed_run_url(context.get("ti"), self.log)
-            return self._complete(summary)
+            return self._emit_asset_event(context, self._complete(summary))
         if status == EVENT_TIMEOUT:
             message = (
                 f"{event.get('message')} Sensor timeout: {self.timeout:.0f} s "
@@ -236,7 +245,21 @@ class FlowServiceRunSensor(BaseSensorOperator):
             )
         except FlowServiceRunError as exc:
             self._fail(exc)
+        self.flow_lineage.finished(run)
         return as_summary(run)
+
+    @cached_property
+    def flow_lineage(self) -> LineageRecorder:
+        """The accepted run, and its flow's target read at most once (docs/lineage.md)."""
+        from airflow_provider_flowservice._lineage import LineageRecorder
+
+        return LineageRecorder()
+
+    def _emit_asset_event(self, context: Context, result: Any) -> Any:
+        """Emit the run's dataset event when asked and the run was accepted; pass ``result`` through."""
+        if self.emit_asset_events:
+            self.flow_lineage.emit_asset_event(context, self.outlets, self.hook, self.log)
+        return result
 
     def _skip_if_soft(self, message: str) -> None:
         """Under soft_fail (or never_fail) skip, keeping the reason, on Airflow 2.11 and 3.x alike.

@@ -18,6 +18,12 @@ from typing import Any
 
 from airflow_provider_flowservice.testing._listing import RunQuery, field_value
 from airflow_provider_flowservice.testing._responses import BAD_REQUEST, Reply, fail
+from airflow_provider_flowservice.testing._sources import (
+    DEFAULT_SOURCE,
+    check_source_kind,
+    connections_for,
+    new_dataset_id,
+)
 
 OUTCOMES = {"success": "success", "failed": "failed", "partialsuccess": "partialSuccess"}
 CREATE_SHAPES = ("items", "bare", "run")
@@ -25,6 +31,9 @@ STATUS_CASES = (None, "title", "upper", "lower")
 FLOW_KINDS = ("table", "file")
 FLOW_NOT_FOUND = "1430-400"
 FLOW_DISABLED = "1431-400"
+NOT_ON_DEMAND = "1432-400"
+"""Emulator's own code: the flow cannot run on demand (the docs publish no code for this)."""
+CONNECTION_NOT_FOUND = "1440-404"
 RUN_NOT_FOUND = "1439-404"
 MILLISECONDS_THRESHOLD = 100_000_000_000
 """A window value above this (year 5138 in seconds) is taken for milliseconds and refused."""
@@ -135,6 +144,9 @@ class EmulatorState:
         self.base_url = ""
         self.flows: dict[str, dict[str, Any]] = {}
         self.flow_options: dict[str, dict[str, Any]] = {}
+        self.connections: dict[str, dict[str, dict[str, Any]]] = {
+            "sourceConnections": {}, "targetConnections": {}, "connectionSpecs": {}
+        }
         self.runs: dict[str, dict[str, Any]] = {}
         self.meta: dict[str, RunMeta] = {}
         self.tokens: dict[str, float] = {}
@@ -188,13 +200,17 @@ class EmulatorState:
         delta_column: str | None,
         state: str,
         options: dict[str, Any],
+        source_kind: str | None = None,
+        dataset_id: str | None = None,
     ) -> str:
         if kind not in FLOW_KINDS:
             raise ValueError(f"kind must be 'table' or 'file', got {kind!r}.")
         if kind == "file" and delta_column:
             raise ValueError("A file-based flow has no deltaColumn; drop delta_column or use kind='table'.")
+        source_kind = check_source_kind(source_kind or DEFAULT_SOURCE[kind], kind)
         flow_id = flow_id or str(uuid.uuid4())
         created = now_ms()
+        source, target, spec = connections_for(source_kind, dataset_id or new_dataset_id(flow_id), created)
         transformations: list[dict[str, Any]] = [
             {"name": "Mapping", "params": {"mappingId": uuid.uuid4().hex, "mappingVersion": 0}}
         ]
@@ -214,8 +230,8 @@ class EmulatorState:
             "createdClient": self.client_id,
             "sandboxName": self.sandbox_name,
             "imsOrgId": self.org_id,
-            "sourceConnectionIds": [str(uuid.uuid4())],
-            "targetConnectionIds": [str(uuid.uuid4())],
+            "sourceConnectionIds": [source["id"]],
+            "targetConnectionIds": [target["id"]],
             "transformations": transformations,
             "scheduleParams": {"startTime": str(created // 1000), "frequency": "once"},
             "inheritedAttributes": {"properties": {"isSourceFlow": True}},
@@ -223,7 +239,21 @@ class EmulatorState:
         with self.lock:
             self.flows[flow_id] = flow
             self.flow_options[flow_id] = {**options, "kind": kind}
+            self.connections["sourceConnections"][source["id"]] = source
+            self.connections["targetConnections"][target["id"]] = target
+            self.connections["connectionSpecs"][spec["id"]] = spec
         return flow_id
+
+    def get_connection(self, collection: str, ident: str) -> Reply:
+        """``GET /sourceConnections/{id}``, ``/targetConnections/{id}``, ``/connectionSpecs/{id}``."""
+        with self.lock:
+            item = self.connections[collection].get(ident)
+            if item is None:
+                what = {"sourceConnections": "source connection", "targetConnections": "target connection"}
+                kind = what.get(collection, "connection spec")
+                detail = f"No {kind} {ident} in sandbox {self.sandbox_name}."
+                raise fail(404, CONNECTION_NOT_FOUND, detail)
+            return Reply(200, {"items": [copy.deepcopy(item)]})
 
     def flow_delta_column(self, flow: dict[str, Any]) -> str | None:
         for item in flow["transformations"]:
@@ -234,7 +264,7 @@ class EmulatorState:
     def get_flow(self, flow_id: str) -> Reply:
         with self.lock:
             flow = self.flows.get(flow_id)
-            if flow is None:
+            if flow is None or flow["state"] == "deleted":
                 raise fail(400, FLOW_NOT_FOUND, f"Flow {flow_id} not found in sandbox {self.sandbox_name}.")
             return Reply(200, {"items": [copy.deepcopy(flow)]})
 
@@ -252,7 +282,7 @@ class EmulatorState:
             )
         with self.lock:
             flow = self.flows.get(flow_id)
-            if flow is None:
+            if flow is None or flow["state"] == "deleted":
                 raise fail(
                     400,
                     FLOW_NOT_FOUND,
@@ -262,6 +292,8 @@ class EmulatorState:
                 raise fail(
                     400, FLOW_DISABLED, f"Flow {flow_id} is {flow['state']}; enable it to create runs."
                 )
+            if not self.flow_options[flow_id].get("on_demand", True):
+                raise fail(400, NOT_ON_DEMAND, f"Flow {flow_id} does not support on-demand runs.")
             _seconds_param(params, "startTime", required=False)
             start = _seconds_param(params, "windowStartTime", required=True)
             end = _seconds_param(params, "windowEndTime", required=True)

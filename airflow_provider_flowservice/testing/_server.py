@@ -289,6 +289,10 @@ class Handler(BaseHTTPRequestHandler):
             ("GET", "runs", 1): lambda: state.list_runs(query),
             ("GET", "runs", 2): lambda: state.get_run(parts[1]),
             ("GET", "flows", 2): lambda: state.get_flow(parts[1]),
+            **{
+                ("GET", collection, 2): lambda: state.get_connection(parts[0], parts[1])
+                for collection in ("sourceConnections", "targetConnections", "connectionSpecs")
+            },
         }
         handler = routes.get((self.command, parts[0], len(parts)))
         if handler is None:

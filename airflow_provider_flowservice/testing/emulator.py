@@ -270,6 +270,9 @@ class FlowServiceEmulator:
         state: str = "enabled",
         status_case: str | None = None,
         extra_statuses: Sequence[str] = (),
+        source_kind: str | None = None,
+        dataset_id: str | None = None,
+        on_demand: bool = True,
     ) -> str:
         """Register a flow and return its id (a new UUID unless given).
 
@@ -286,6 +289,11 @@ class FlowServiceEmulator:
             ``upper`` or ``lower``: how this flow's run statuses are spelled.
         :param extra_statuses: statuses unknown to the docs (e.g. ``["queued"]``) shown on the
             first polls before ``inProgress``, to exercise lenient parsing.
+        :param source_kind: what the flow reads (its source connection and connection spec):
+            ``amazon-s3`` (file; the default for ``kind="file"``), ``snowflake`` (the default for
+            ``kind="table"``), ``postgresql`` or ``salesforce``.
+        :param dataset_id: the dataset its target connection writes to (default: a new id).
+        :param on_demand: False makes ``POST /runs`` refuse the flow as not runnable on demand.
         """
         if outcome is not None:
             check_outcome(outcome)
@@ -299,10 +307,29 @@ class FlowServiceEmulator:
             "errors": errors,
             "status_case": status_case,
             "extra_statuses": list(extra_statuses),
+            "on_demand": on_demand,
         }
         return self._state.add_flow(
-            flow_id, name=name, kind=kind, delta_column=delta_column, state=state, options=options
+            flow_id,
+            name=name,
+            kind=kind,
+            delta_column=delta_column,
+            state=state,
+            options=options,
+            source_kind=source_kind,
+            dataset_id=dataset_id,
         )
+
+    def set_flow_state(self, flow_id: str, state: str) -> None:
+        """Change a flow's ``state``: ``disabled`` refuses creates; ``deleted`` also hides the flow."""
+        with self._state.lock:
+            self._state.flows[flow_id]["state"] = state
+
+    def target_dataset_id(self, flow_id: str) -> str:
+        """The dataset id the flow's target connection writes to."""
+        with self._state.lock:
+            target_id = self._state.flows[flow_id]["targetConnectionIds"][0]
+            return str(self._state.connections["targetConnections"][target_id]["params"]["dataSetId"])
 
     # ----- inspection -----------------------------------------------------------------------------
     @property
