@@ -8,6 +8,7 @@ consumer actually running, and reading the counts, is tests/system/test_assets_d
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,78 @@ def test_ingestion_emits_dataset_event_with_run_facts_and_queues_consumer(
     }
     assert CONSUMER in queued
     # Lineage cost: the flow and its target connection, once each (no source reads for assets).
+    lineage_gets = [r.path.rsplit("/", 2)[-2] for r in emulator.requests if r.method == "GET"
+                    and "/runs" not in r.path]
+    assert sorted(lineage_gets) == ["flows", "targetConnections"]
+
+
+def _dag_of(dag_id: str, make_task: Any) -> Any:
+    """A one-task DAG built in the test (``make_task()`` inside the DAG context), stored like a parsed one."""
+    from datetime import UTC, datetime
+
+    try:
+        from airflow.sdk import DAG
+    except ImportError:  # Airflow 2.x
+        from airflow import DAG  # type: ignore[no-redef]
+
+    with DAG(dag_id=dag_id, schedule=None, start_date=datetime(2025, 1, 1, tzinfo=UTC)) as dag:
+        make_task()
+    if not AIRFLOW_V_3_0_PLUS:  # 2.11's dag.test() records dataset events only for stored datasets
+        from airflow.models.dag import DAG as StoredDag
+
+        StoredDag.bulk_write_to_db([dag])
+    return dag
+
+
+def test_no_asset_events_and_no_openlineage_cost_no_lineage_reads(
+    emulator: FlowServiceEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_flowservice.operators.flow_service import FlowServiceCreateRunOperator
+
+    for name in [k for k in os.environ if k.startswith("AIRFLOW__OPENLINEAGE")]:
+        monkeypatch.delenv(name)
+    dag = _dag_of(
+        "e2e_ingest_without_lineage",
+        lambda: FlowServiceCreateRunOperator(
+            task_id="ingest",
+            flow_id=DEFAULT_FLOW_ID,
+            window_start="2025-01-01T00:00:00+00:00",
+            window_end="2025-01-02T00:00:00+00:00",
+            poll_interval=0.2,
+        ),
+    )
+    result = run_dag(dag)
+    assert result.states == {"ingest": "success"}, result.errors
+    flow_service = [f"{r.method} {r.path}" for r in emulator.requests if "/flowservice/" in r.path]
+    assert flow_service and all("/runs" in line for line in flow_service), flow_service
+
+
+def test_sensor_emits_dataset_event_with_the_run_facts(emulator: FlowServiceEmulator) -> None:
+    from airflow_provider_flowservice.assets import dataset_asset
+    from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
+    from airflow_provider_flowservice.sensors.flow_service import FlowServiceRunSensor
+
+    dataset_id = emulator.target_dataset_id(DEFAULT_FLOW_ID)
+    run_id = FlowServiceHook().create_run(DEFAULT_FLOW_ID, *WINDOW).run_id
+    emulator.reset_requests()
+    dag = _dag_of(
+        "e2e_sensor_assets",
+        lambda: FlowServiceRunSensor(
+            task_id="wait",
+            run_id=run_id,
+            poll_interval=0.1,
+            timeout=60,
+            emit_asset_events=True,
+            outlets=[dataset_asset("EMULATORORG@AdobeOrg", "prod", dataset_id)],
+        ),
+    )
+    result = run_dag(dag)
+    assert result.states == {"wait": "success"}, result.errors
+
+    extras, _ = _events_and_queue(dataset_uri("EMULATORORG@AdobeOrg", "prod", dataset_id))
+    assert extras[-1]["run_id"] == run_id and extras[-1]["flow_id"] == DEFAULT_FLOW_ID
+    assert (extras[-1]["window_start"], extras[-1]["window_end"]) == WINDOW
+    assert (extras[-1]["status"], extras[-1]["records_read"], extras[-1]["records_written"]) == ("success", 100, 100)
     lineage_gets = [r.path.rsplit("/", 2)[-2] for r in emulator.requests if r.method == "GET"
                     and "/runs" not in r.path]
     assert sorted(lineage_gets) == ["flows", "targetConnections"]
