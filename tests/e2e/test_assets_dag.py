@@ -4,6 +4,8 @@
 recording); it does not run a scheduler, so the consumer's run is checked as far as Airflow takes
 it without one: queued for the dataset (``AssetDagRunQueue``; 2.11 ``DatasetDagRunQueue``). The
 consumer actually running, and reading the counts, is tests/system/test_assets_deployment.py.
+Also here: the sensor's asset event, and no lineage read at all when neither asset events nor
+OpenLineage are on.
 """
 
 from __future__ import annotations
@@ -103,8 +105,9 @@ def test_ingestion_emits_dataset_event_with_run_facts_and_queues_consumer(
     }
     assert CONSUMER in queued
     # Lineage cost: the flow and its target connection, once each (no source reads for assets).
-    lineage_gets = [r.path.rsplit("/", 2)[-2] for r in emulator.requests if r.method == "GET"
-                    and "/runs" not in r.path]
+    lineage_gets = [
+        r.path.rsplit("/", 2)[-2] for r in emulator.requests if r.method == "GET" and "/runs" not in r.path
+    ]
     assert sorted(lineage_gets) == ["flows", "targetConnections"]
 
 
@@ -174,7 +177,12 @@ def test_sensor_emits_dataset_event_with_the_run_facts(emulator: FlowServiceEmul
     extras, _ = _events_and_queue(dataset_uri("EMULATORORG@AdobeOrg", "prod", dataset_id))
     assert extras[-1]["run_id"] == run_id and extras[-1]["flow_id"] == DEFAULT_FLOW_ID
     assert (extras[-1]["window_start"], extras[-1]["window_end"]) == WINDOW
-    assert (extras[-1]["status"], extras[-1]["records_read"], extras[-1]["records_written"]) == ("success", 100, 100)
-    lineage_gets = [r.path.rsplit("/", 2)[-2] for r in emulator.requests if r.method == "GET"
-                    and "/runs" not in r.path]
+    assert (extras[-1]["status"], extras[-1]["records_read"], extras[-1]["records_written"]) == (
+        "success",
+        100,
+        100,
+    )
+    lineage_gets = [
+        r.path.rsplit("/", 2)[-2] for r in emulator.requests if r.method == "GET" and "/runs" not in r.path
+    ]
     assert sorted(lineage_gets) == ["flows", "targetConnections"]

@@ -1,8 +1,8 @@
 """OpenLineage events of a real DAG run (``airflow dags test`` with the file transport), field by field.
 
 One ``airflow dags test`` subprocess runs a two-task DAG against the emulator: ``ingest`` reads an
-S3 flow whose run succeeds (with asset events on, through the dataset's asset), ``ingest_fails`` reads a PostgreSQL flow whose
-run fails. The OpenLineage provider's listener calls the operator's
+S3 flow whose run succeeds (with asset events on, through the dataset's asset), ``ingest_fails``
+reads a PostgreSQL flow whose run fails. The OpenLineage provider's listener calls the operator's
 ``get_openlineage_facets_on_complete`` / ``_on_failure`` and the file transport writes each event
 as a JSON line, which the tests read. A subprocess, because the listener and its transport are set
 up from the configuration once per process.
@@ -47,7 +47,8 @@ from airflow_provider_flowservice.operators.flow_service import FlowServiceCreat
 OUTLETS = {{"ingest": [dataset_asset("EMULATORORG@AdobeOrg", "prod", "{DATASET_ID}")], "ingest_fails": []}}
 
 with DAG(dag_id="{DAG_ID}", schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC")):
-    for task_id, flow_id, assets in (("ingest", "{OK_FLOW}", True), ("ingest_fails", "{FAILING_FLOW}", False)):
+    tasks = (("ingest", "{OK_FLOW}", True), ("ingest_fails", "{FAILING_FLOW}", False))
+    for task_id, flow_id, assets in tasks:
         FlowServiceCreateRunOperator(
             task_id=task_id,
             flow_id=flow_id,
@@ -76,7 +77,9 @@ class Run:
 
     def task_events(self, task_id: str, event_type: str) -> list[dict[str, Any]]:
         return [
-            e for e in self.events if e["job"]["name"] == f"{DAG_ID}.{task_id}" and e["eventType"] == event_type
+            e
+            for e in self.events
+            if e["job"]["name"] == f"{DAG_ID}.{task_id}" and e["eventType"] == event_type
         ]
 
     def output(self) -> str:
@@ -105,7 +108,12 @@ def run(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
             }
         )
         proc = subprocess.run(
-            [AIRFLOW, "dags", "test", DAG_ID], env=env, capture_output=True, text=True, timeout=360, check=False
+            [AIRFLOW, "dags", "test", DAG_ID],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=360,
+            check=False,
         )
         assert events.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
         return Run(emulator, proc, events)
@@ -135,7 +143,11 @@ def test_failed_run_emits_fail_event_with_flow_run_and_fallback_source_namespace
     fail = run.task_events("ingest_fails", "FAIL")
     assert len(fail) == 1, (run.events, run.output())
     facet = fail[0]["run"]["facets"]["flowServiceRun"]
-    assert (facet["flowId"], facet["runId"], facet["status"]) == (FAILING_FLOW, run.failed_run["id"], "failed")
+    assert (facet["flowId"], facet["runId"], facet["status"]) == (
+        FAILING_FLOW,
+        run.failed_run["id"],
+        "failed",
+    )
     (source,) = fail[0]["inputs"]
     assert source["namespace"].startswith("aep-source://") and source["name"] == "public.customers"
     (output,) = fail[0]["outputs"]
@@ -148,5 +160,7 @@ def test_each_lineage_resource_is_read_once_per_task_with_assets_and_openlineage
     # flows have different sources and specs), each read exactly once even though the `ingest`
     # task emits asset events as well as OpenLineage facets.
     kinds = Counter(path.rsplit("/", 2)[-2] for path in run.lineage_gets)
-    assert kinds == {"flows": 2, "sourceConnections": 2, "targetConnections": 2, "connectionSpecs": 2}, run.lineage_gets
+    assert kinds == {"flows": 2, "sourceConnections": 2, "targetConnections": 2, "connectionSpecs": 2}, (
+        run.lineage_gets
+    )
     assert set(run.lineage_gets.values()) == {1}, run.lineage_gets
