@@ -75,6 +75,7 @@ class RunMeta:
     errors: list[dict[str, Any]]
     waiting_statuses: list[str]
     status_case: str | None
+    final_status: str | None = None
     polls: int = 0
     finished: bool = False
 
@@ -330,6 +331,7 @@ class EmulatorState:
             errors=copy.deepcopy(list(errors)),
             waiting_statuses=[*options.get("extra_statuses", ()), "inProgress"],
             status_case=options.get("status_case"),
+            final_status=options.get("final_status"),
         )
         created = now_ms()
         run_id = str(uuid.uuid4())
@@ -409,7 +411,7 @@ class EmulatorState:
         self._set_status(run, meta, "inProgress")
         meta.finished = True
         outcome = meta.outcome
-        self._set_status(run, meta, outcome)
+        self._set_status(run, meta, meta.final_status or outcome)
         stamp = now_ms()
         metrics = run["metrics"]
         activity = run["activities"][0]
@@ -427,7 +429,7 @@ class EmulatorState:
             target["recordSummary"] = dict(records)
             target["fileSummary"] = dict(files)
             target["sizeSummary"] = dict(sizes)
-            if outcome != "failed":
+            if outcome != "failed" or meta.final_status:
                 target["durationSummary"]["completedAtUTC"] = stamp
         metrics["statusSummary"]["errors"] = copy.deepcopy(meta.errors)
         activity["statusSummary"]["errors"] = copy.deepcopy(meta.errors)

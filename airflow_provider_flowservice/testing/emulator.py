@@ -260,6 +260,7 @@ class FlowServiceEmulator:
         state: str = "enabled",
         status_case: str | None = None,
         extra_statuses: Sequence[str] = (),
+        final_status: str | None = None,
     ) -> str:
         """Register a flow and return its id (a new UUID unless given).
 
@@ -276,6 +277,9 @@ class FlowServiceEmulator:
             ``upper`` or ``lower``: how this flow's run statuses are spelled.
         :param extra_statuses: statuses unknown to the docs (e.g. ``["queued"]``) shown on the
             first polls before ``inProgress``, to exercise lenient parsing.
+        :param final_status: the status a finished run shows instead of its outcome's (e.g.
+            ``Cancelled``), with ``completedAtUTC`` set: a run that ended in a state the docs
+            do not list.
         """
         if outcome is not None:
             check_outcome(outcome)
@@ -289,6 +293,7 @@ class FlowServiceEmulator:
             "errors": errors,
             "status_case": status_case,
             "extra_statuses": list(extra_statuses),
+            "final_status": final_status,
         }
         return self._state.add_flow(
             flow_id, name=name, kind=kind, delta_column=delta_column, state=state, options=options
