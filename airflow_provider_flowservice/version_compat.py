@@ -41,15 +41,21 @@ def push_extra_link_url(ti: Any, link: Any, url: str) -> None:
     """Make an extra link show ``url`` now, while the task is still running.
 
     Airflow 3's API server renders a link from the XCom ``link.xcom_key``, which the task runner
-    writes only when the task ends or defers; this writes it at once, to the metadata database as
-    the runner does (``XCom._set_xcom_in_db``), bypassing a custom XCom backend the API server does
-    not read. Airflow 2 renders links by calling ``get_link`` in the webserver: nothing to do.
+    writes only when the task ends or defers. With the stock XCom backend the public
+    ``ti.xcom_push`` writes it to the metadata database at once; only a custom backend (which the
+    API server does not read for links) needs the runner's own private route
+    (``XCom._set_xcom_in_db``). Airflow 2 renders links by calling ``get_link`` in the webserver:
+    nothing to do. Callers push once per try (the value never changes).
     """
     if not AIRFLOW_V_3_0_PLUS:
         return
     set_in_db = getattr(XCom, "_set_xcom_in_db", None)
     names = ("dag_id", "task_id", "run_id")
-    if set_in_db is not None and all(isinstance(getattr(ti, n, None), str) for n in names):
+    if (
+        not _stock_xcom_backend()
+        and set_in_db is not None
+        and all(isinstance(getattr(ti, n, None), str) for n in names)
+    ):
         set_in_db(
             key=link.xcom_key,
             value=url,
@@ -60,6 +66,13 @@ def push_extra_link_url(ti: Any, link: Any, url: str) -> None:
         )
     else:
         ti.xcom_push(key=link.xcom_key, value=url)
+
+
+def _stock_xcom_backend() -> bool:
+    """True when ``[core] xcom_backend`` is Airflow's own (values stored in the metadata database)."""
+    from airflow.sdk.bases.xcom import BaseXCom
+
+    return XCom is BaseXCom
 
 
 __all__ = [

@@ -19,6 +19,7 @@ from airflow_provider_flowservice.exceptions import (
     FlowServiceTimeoutError,
 )
 from airflow_provider_flowservice.links.flow_service import (
+    KNOWN_RUN_URL_ATTR,
     FlowServiceRunLink,
     publish_run_url,
     pushed_run_url,
@@ -191,6 +192,7 @@ class FlowServiceCreateRunOperator(BaseOperator):
 
     def execute(self, context: Context) -> str:
         """Validate, create (or reuse) the run, push its id and URL, then wait per the arguments."""
+        setattr(self, KNOWN_RUN_URL_ATTR, "")  # no run yet: the link has nothing to read
         flow_id = validate_flow_id(self.flow_id)
         window = resolve_window_from_context(self.window_start, self.window_end, context)
         delta_column = validate_delta_column(self.delta_column)
@@ -211,7 +213,9 @@ class FlowServiceCreateRunOperator(BaseOperator):
         run_url = hook.run_ui_url(flow_id, run_id)
         ti = context["ti"]
         publish_run_url(ti, run_id, run_url, self.log)
-        ti.xcom_push(key="return_value", value=run_id)
+        setattr(self, KNOWN_RUN_URL_ATTR, run_url)
+        if self.do_xcom_push:  # at once, so downstream tasks can read it while this one waits
+            ti.xcom_push(key="return_value", value=run_id)
         self.log.info("Flow run id: %s  (Experience Platform: %s)", run_id, run_url)
 
         if not self.wait_for_completion:
@@ -380,12 +384,22 @@ class FlowServiceCreateRunOperator(BaseOperator):
                     newest.id,
                     newest.raw_status,
                 )
-            else:
+            elif seq.retry:
                 self.log.info(
-                    "Latest run %s for this window ended with status %s; %s: creating a new run.",
+                    "Latest run %s for this window ended with status %s; it is not reusable: creating a "
+                    "new run.",
                     newest.id,
                     newest.raw_status,
-                    "it is not reusable" if seq.retry else "this is a first try (new DAG run or a clear)",
+                )
+            else:
+                self.log.warning(
+                    "Re-ingesting window %s of flow %s: the previous run %s ended with status %s, and this "
+                    "is a first try (a new DAG run or a clear), so a new run is created. (A retry would "
+                    "have adopted an accepted run of its own.)",
+                    window.describe(),
+                    flow_id,
+                    newest.id,
+                    newest.raw_status,
                 )
         return self._create(hook, request, seq), None
 

@@ -532,7 +532,7 @@ def test_deliberate_clear_creates_a_new_run(emu, output):
     assert not is_automatic_retry(try_number, max_tries, 2)
     assert len(posts(emu)) == 2
     assert first_run in emu.runs
-    assert "this is a first try (new DAG run or a clear): creating a new run" in output()
+    assert "Re-ingesting window" in output()
 
 
 @pytest.mark.parametrize(
@@ -917,3 +917,62 @@ def test_on_kill_says_the_run_goes_on(output):
     text = output()
     assert "no endpoint to cancel a run" in text
     assert re.search(r"flow run run-42 goes on in Experience Platform", text)
+
+
+# ------------------------------------------------------------------ issue 10 regressions
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
+def test_a_run_that_completes_with_a_status_we_do_not_know_fails_at_once_and_a_retry_creates(
+    emu, deferrable
+):
+    """``Cancelled`` with completedAtUTC: the try fails at once (not at its timeout) naming the
+    status, and the automatic retry creates a new run instead of reattaching to that one."""
+    flow = emu.add_flow(final_status="Cancelled", polls_to_finish=1)
+    dag = make_dag(flow_id=flow, timeout=60, retries=1, retry_delay=timedelta(0), deferrable=deferrable)
+    started = datetime.now(UTC)
+    result = run_dag(dag, logical_date=LOGICAL)
+    assert (datetime.now(UTC) - started).total_seconds() < 30
+    assert result.states == {"run": "failed"}
+    assert result.task_instances["run"].try_number == 2
+    error = result.errors["run"]
+    assert isinstance(error, FlowServiceRunError)
+    assert "with status 'Cancelled', which this provider does not know" in str(error)
+    assert len(posts(emu)) == 2  # the retry did not reattach to the Cancelled run
+    assert error.run_id == posts_run_ids(emu)[-1]
+
+
+def posts_run_ids(emu) -> list[str]:
+    return [r["id"] for r in emu.runs_for_flow(next(iter(emu.flows)))]
+
+
+@pytest.mark.parametrize("wait", [False, True], ids=["no-wait", "wait"])
+@pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
+def test_do_xcom_push_false_pushes_no_return_value(emu, wait, deferrable):
+    flow = emu.add_flow(polls_to_finish=1)
+    dag = make_dag(flow_id=flow, do_xcom_push=False, wait_for_completion=wait, deferrable=deferrable)
+    result = run_dag(dag, logical_date=LOGICAL)
+    assert result.states == {"run": "success"}, result.errors
+    assert result.xcom("run") is None
+    assert flow in result.xcom("run", key="run_url")  # the link's URL is not the return value
+    assert len(posts(emu)) == 1
+
+
+def test_first_try_over_a_finished_run_says_it_re_ingests(emu, output):
+    flow = emu.add_flow(polls_to_finish=0)
+    done = finished_run(emu, flow)
+    output()
+    run_id = op_for(flow).execute(context_for(RetryLikeTI(1, 1)))
+    assert run_id != done
+    text = output()
+    assert "Re-ingesting window" in text
+    assert f"previous run {done} ended with status success" in text
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
+def test_a_create_that_fails_before_a_run_exists_logs_no_missing_xcom(emu, output, deferrable):
+    flow = emu.add_flow(state="disabled")
+    result = run_dag(make_dag(flow_id=flow, deferrable=deferrable), logical_date=LOGICAL)
+    assert result.states == {"run": "failed"}
+    text = output()
+    assert "XCom not found" not in text and "run_url" not in text.replace("run_url=", "")
