@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_flowservice.testing._listing import RunQuery, field_value
+from airflow_provider_flowservice.testing._listing import RunQuery, field_value, refuse_filters
 from airflow_provider_flowservice.testing._responses import BAD_REQUEST, Reply, fail
 
 OUTCOMES = {"success": "success", "failed": "failed", "partialsuccess": "partialSuccess"}
@@ -133,6 +133,7 @@ class EmulatorState:
         self.create_response_shape = create_response_shape
         self.page_size = page_size
         self.next_link_style = "absolute"
+        self.refused_filter_fields: frozenset[str] = frozenset()
         self.base_url = ""
         self.flows: dict[str, dict[str, Any]] = {}
         self.flow_options: dict[str, dict[str, Any]] = {}
@@ -449,6 +450,7 @@ class EmulatorState:
     def list_runs(self, query: dict[str, list[str]]) -> Reply:
         """``GET /runs``: filter, order and page; never counts as a poll."""
         parsed = RunQuery.parse(query)
+        refuse_filters(parsed.filters, self.refused_filter_fields)
         with self.lock:
             for run_id in self.runs:
                 self._advance(run_id, poll=False)

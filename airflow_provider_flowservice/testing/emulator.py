@@ -245,6 +245,21 @@ class FlowServiceEmulator:
             raise ValueError(f"next_link_style must be 'absolute' or 'path', got {value!r}.")
         self._state.next_link_style = value
 
+    @property
+    def refused_filter_fields(self) -> frozenset[str]:
+        """Property paths ``GET /runs`` refuses to filter on (HTTP 400), e.g. ``{"params.windowStartTime"}``.
+
+        Default: none; every path filters with ``==``, ``!=``, ``>``, ``<``, ``>=``, ``<=``. Set it to
+        test a client's fallback for a server that does not filter on a property.
+        """
+        return self._state.refused_filter_fields
+
+    @refused_filter_fields.setter
+    def refused_filter_fields(self, value: Sequence[str]) -> None:
+        if isinstance(value, str):
+            raise ValueError("refused_filter_fields must be a collection of property paths, not one string.")
+        self._state.refused_filter_fields = frozenset(value)
+
     # ----- flows ----------------------------------------------------------------------------------
     def add_flow(
         self,
