@@ -976,3 +976,37 @@ def test_a_create_that_fails_before_a_run_exists_logs_no_missing_xcom(emu, outpu
     assert result.states == {"run": "failed"}
     text = output()
     assert "XCom not found" not in text and "run_url" not in text.replace("run_url=", "")
+
+
+def bury(emu, flow: str, count: int) -> None:
+    """``count`` newer runs of other (hourly, later) windows of ``flow``."""
+    hook = FlowServiceHook(retry=FAST)
+    for i in range(count):
+        hook.create_run(flow, JAN2 + 3600 * i, JAN2 + 3600 * (i + 1))
+
+
+def list_calls(emu) -> int:
+    return sum(1 for r in emu.requests if r.method == "GET" and r.path.endswith("/flowservice/runs"))
+
+
+def test_retry_adopts_its_run_under_350_newer_runs_without_a_duplicate(emu, output):
+    """Issue 10: the look-up read at most 20 pages, so on Airflow < 3.3 (no task state store, as
+    here) a retry missed its own run of an older window and created a second one."""
+    flow = emu.add_flow(kind="file", polls_to_finish=0)
+    done = finished_run(emu, flow)
+    bury(emu, flow, 350)
+    emu.reset_requests()
+    assert op_for(flow).execute(context_for(RetryLikeTI(try_number=2, max_tries=1))) == done
+    assert not posts(emu)
+    assert list_calls(emu) <= 2
+
+
+def test_a_refused_window_filter_on_a_long_history_creates_nothing(emu):
+    flow = emu.add_flow(kind="file", polls_to_finish=0)
+    finished_run(emu, flow)
+    bury(emu, flow, 350)
+    emu.refused_filter_fields = {"params.windowStartTime", "params.windowEndTime"}
+    emu.reset_requests()
+    with pytest.raises(FlowServiceError, match="No run was created"):
+        op_for(flow).execute(context_for(RetryLikeTI(try_number=2, max_tries=1)))
+    assert not posts(emu)
