@@ -37,6 +37,39 @@ def get_task_state_store(context: Context) -> Any | None:
     return context.get("task_state_store") if AIRFLOW_V_3_3_PLUS else None
 
 
+def previous_try_max_tries(ti: Any) -> int | None:
+    """``max_tries`` as recorded for the try before ``ti``'s current one, where Airflow keeps it.
+
+    Airflow 2 records every ended try in ``TaskInstanceHistory`` before a retry or a clear, and a
+    clear then changes ``max_tries``: equal values mean an automatic retry of the same sequence,
+    whatever the operator's ``retries`` says now. Airflow 3 gives a task no database access: None,
+    as when the row or the database cannot be read.
+    """
+    if AIRFLOW_V_3_0_PLUS:
+        return None
+    names = ("dag_id", "task_id", "run_id")
+    if not all(isinstance(getattr(ti, n, None), str) for n in names) or not isinstance(ti.try_number, int):
+        return None
+    try:
+        from airflow.models.taskinstancehistory import TaskInstanceHistory
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            value = session.scalar(
+                select(TaskInstanceHistory.max_tries).where(
+                    TaskInstanceHistory.dag_id == ti.dag_id,
+                    TaskInstanceHistory.task_id == ti.task_id,
+                    TaskInstanceHistory.run_id == ti.run_id,
+                    TaskInstanceHistory.map_index == getattr(ti, "map_index", -1),
+                    TaskInstanceHistory.try_number == ti.try_number - 1,
+                )
+            )
+    except Exception:
+        return None
+    return value if isinstance(value, int) and value >= 0 else None
+
+
 def push_extra_link_url(ti: Any, link: Any, url: str) -> None:
     """Make an extra link show ``url`` now, while the task is still running.
 
@@ -92,5 +125,6 @@ __all__ = [
     "conf",
     "get_task_state_store",
     "mask_secret",
+    "previous_try_max_tries",
     "push_extra_link_url",
 ]

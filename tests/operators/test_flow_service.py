@@ -762,7 +762,7 @@ class TestTaskStateStore:
         flow = emu.add_flow(polls_to_finish=0)
         store = DictStore()
         run_id = op_for(flow).execute(context_for(RetryLikeTI(1, 1), store))
-        assert store.data[TASK_STATE_KEY] == entry(run_id, flow, first_try=1)
+        assert store.data[TASK_STATE_KEY] == entry(run_id, flow, first_try=1, max_tries=1, try_number=1)
         # the first write, before anything else, starts the sequence; the next one comes before the POST
         assert [w["run_id"] for w in store.writes] == [None, None, run_id]
         assert [w["create_attempted"] for w in store.writes] == [False, True, True]
@@ -1010,3 +1010,68 @@ def test_a_refused_window_filter_on_a_long_history_creates_nothing(emu):
     with pytest.raises(FlowServiceError, match="No run was created"):
         op_for(flow).execute(context_for(RetryLikeTI(try_number=2, max_tries=1)))
     assert not posts(emu)
+
+
+@pytest.mark.skipif(
+    not AIRFLOW_V_3_3_PLUS,
+    reason="2.11 records a try's max_tries (TaskInstanceHistory) only for a task instance a worker "
+    "ran as RUNNING; dag.test() does not, so only 3.3's stored entry is tested",
+)
+def test_a_retry_is_told_by_what_airflow_recorded_not_by_the_current_retries(emu, output):
+    """Issue 10: ``retries`` lowered after try 1 made ``max_tries - retries + 1`` call try 2 a
+    first try, so it re-ingested (a duplicate) instead of adopting the run try 1 created."""
+    flow = emu.add_flow(seconds_to_finish=0.8)
+
+    def retries_to_zero(context: Any) -> None:  # the user lowers retries before the retry starts
+        dag.task_dict["run"].retries = 0  # the task object the next try is prepared from
+
+    dag = make_dag(
+        flow_id=flow, timeout=0.2, retries=1, retry_delay=timedelta(seconds=1.5),
+        on_retry_callback=retries_to_zero,
+    )
+    result = run_dag(dag, logical_date=LOGICAL)
+    assert result.task_instances["run"].try_number == 2
+    assert dag.task_dict["run"].retries == 0  # the callback ran on the task the retry used
+    assert result.states == {"run": "success"}, result.errors
+    assert len(posts(emu)) == 1
+    assert "Re-ingesting" not in output()
+
+
+def test_without_a_dag_run_start_date_a_retry_does_not_adopt(emu, output):
+    flow = emu.add_flow(polls_to_finish=0)
+    done = finished_run(emu, flow)
+    run_id = op_for(flow).execute(context_for(RetryLikeTI(try_number=2, max_tries=1), dag_run_started=None))
+    assert run_id != done
+    assert len(posts(emu)) == 2
+    assert f"Not adopting flow run {done}: the DAG run has no start date" in output()
+
+
+@pytest.mark.skipif(
+    not AIRFLOW_V_3_3_PLUS,
+    reason="2.11 records a try's max_tries (TaskInstanceHistory) only for a task instance a worker "
+    "ran as RUNNING; the in-process runner of these tests does not, so only 3.3's stored entry is tested",
+)
+def test_a_retry_after_a_clear_is_told_by_what_airflow_recorded_not_by_the_current_retries(emu, output):
+    """The same as above after a clear, where Airflow 2.11 records each try's max_tries (task
+    instance history) and 3.3 the stored entry: try 2 (first after the clear) creates a run and
+    times out, ``retries`` is lowered, try 3 (its automatic retry) must adopt that run."""
+    import time as _time
+
+    emu.polls_to_finish = 0
+    flow = emu.add_flow()
+
+    def retries_to_zero(context: Any) -> None:
+        dag.task_dict["run"].retries = 0  # the task object the next try is prepared from
+        _time.sleep(1.0)  # the run of try 2 finishes meanwhile
+
+    dag = make_dag(flow_id=flow, timeout=0.2, retries=1, on_retry_callback=retries_to_zero)
+    first = run_dag(dag, logical_date=LOGICAL)
+    assert first.states == {"run": "success"}, first.errors
+
+    def slow_runs() -> None:
+        emu.seconds_to_finish = 0.6
+
+    try_number, max_tries = clear_and_rerun(dag, first.dag_run, before=slow_runs)
+    assert (try_number, max_tries) == (2, 2)  # max_tries = try 1 + retries 1
+    assert dag.task_dict["run"].retries == 0
+    assert len(posts(emu)) == 2  # before the clear, and try 2's re-ingestion: try 3 adopted it
