@@ -96,9 +96,8 @@ def run_status(run: RunLike) -> FlowRunStatus:
     if isinstance(run, FlowRun):
         return run.status
     completed = run.get("completed_at")
-    return FlowRunStatus.parse(
-        run.get("status"), completed=isinstance(completed, int) and not isinstance(completed, bool) and completed > 0
-    )
+    done = isinstance(completed, int) and not isinstance(completed, bool) and completed > 0
+    return FlowRunStatus.parse(run.get("status"), completed=done)
 
 
 def apply_outcome(

@@ -61,12 +61,12 @@ class FlowRunStatus(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        """True once the run has ended (success, partialSuccess, failed, or completed with another status)."""
+        """True once the run has ended (success, partialSuccess, failed, or completed otherwise)."""
         return self in TERMINAL_STATUSES
 
     @property
     def is_running(self) -> bool:
-        """True while the run may still change (scheduled, inProgress, or an unknown value without completion)."""
+        """True while the run may still change (scheduled, inProgress, or unknown and not completed)."""
         return not self.is_terminal
 
     @property

@@ -78,9 +78,15 @@ def test_a_running_status_on_a_completed_run_has_ended(raw: str) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("success", FlowRunStatus.SUCCESS), ("Failed", FlowRunStatus.FAILED), ("partialSuccess", FlowRunStatus.PARTIAL_SUCCESS)],
+    [
+        ("success", FlowRunStatus.SUCCESS),
+        ("Failed", FlowRunStatus.FAILED),
+        ("partialSuccess", FlowRunStatus.PARTIAL_SUCCESS),
+    ],
 )
-def test_known_terminal_statuses_keep_their_meaning_with_completion(raw: str, expected: FlowRunStatus) -> None:
+def test_known_terminal_statuses_keep_their_meaning_with_completion(
+    raw: str, expected: FlowRunStatus
+) -> None:
     assert FlowRunStatus.parse(raw, completed=True) is expected
 
 

@@ -100,7 +100,9 @@ class _Sequence:
     the time cutoff used without an entry. (A plain class: a dataclass costs every DAG parse.)
     """
 
-    def __init__(self, first_try: int, retry: bool, max_tries: int | None = None, try_number: int = 1) -> None:
+    def __init__(
+        self, first_try: int, retry: bool, max_tries: int | None = None, try_number: int = 1
+    ) -> None:
         self.first_try = first_try
         self.retry = retry
         self.max_tries = max_tries

@@ -52,19 +52,20 @@ def matches(run: dict[str, Any], expression: str) -> bool:
 
 
 def filter_field(expression: str) -> str:
-    """The property path a ``property=`` filter tests (``params.windowStartTime>=1`` -> that path)."""
+    """The property path a ``property=`` filter tests (``params.windowStartTime>=1`` -> that)."""
     match = _FILTER.match(expression)
     return (match.group(1) if match else expression).strip()
 
 
 def refuse_filters(filters: Iterable[str], refused: Collection[str]) -> None:
-    """Answer 400, as a server that cannot filter on a property does, when a filter tests one of ``refused``."""
+    """Answer 400, as a server that cannot filter on a property does, for a filter on ``refused``."""
     for expression in filters:
         if filter_field(expression) in refused:
             raise fail(
                 400,
                 BAD_REQUEST,
-                f"Filtering on property {filter_field(expression)!r} is not supported (filter {expression!r}).",
+                f"Filtering on property {filter_field(expression)!r} is not supported "
+                f"(filter {expression!r}).",
             )
 
 

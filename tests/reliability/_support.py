@@ -91,7 +91,7 @@ def start_dag_run() -> DagRunOfTest:
 
 
 def context_for(ti: FakeTI, *, window: tuple[int, int] | None = (JAN1, JAN2), **extra: Any) -> dict[str, Any]:
-    """A task context with ``ti``, the test's DAG run and a daily data interval (none with ``window=None``)."""
+    """A task context: ``ti``, the test's DAG run, a daily data interval (none with ``window=None``)."""
     context: dict[str, Any] = {"ti": ti, "dag_run": DAG_RUN}
     if window is not None:
         context["data_interval_start"] = pendulum.from_timestamp(window[0], tz="UTC")

@@ -38,7 +38,9 @@ def rebuild(classpath: str, kwargs: dict[str, Any]) -> Any:
     return getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
 
 
-def test_trigger_cancelled_mid_poll_and_rebuilt_from_its_kwargs_resumes_the_same_run(emu: FlowServiceEmulator) -> None:
+def test_trigger_cancelled_mid_poll_and_rebuilt_from_its_kwargs_resumes_the_same_run(
+    emu: FlowServiceEmulator,
+) -> None:
     flow = emu.add_flow(polls_to_finish=4)
     op = make_op(flow, deferrable=True, poll_interval=0.05)
     context: Any = context_for(first_try())
