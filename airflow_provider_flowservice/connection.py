@@ -245,11 +245,15 @@ def _as_bool(value: Any, conn_id: str, name: str, default: bool) -> bool:
 
 
 def is_loopback(hostname: str | None) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1: the only hosts plain http is accepted for by default."""
+    """True for localhost, 127.0.0.0/8 and ::1: the only hosts plain http is accepted for by default.
+
+    Not ``*.localhost``: whether such a name resolves to this machine depends on the resolver (RFC
+    6761 only asks it to), so plain http to it needs ``allow_insecure_http`` like any other host.
+    """
     if not hostname:
         return False
-    name = hostname.strip("[]").lower()
-    if name == "localhost" or name.endswith(".localhost"):
+    name = hostname.strip("[]").lower().rstrip(".")
+    if name == "localhost":
         return True
     try:
         return ipaddress.ip_address(name).is_loopback

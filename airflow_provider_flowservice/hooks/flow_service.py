@@ -73,8 +73,11 @@ CLOCK_SKEW_SECONDS = 120
 ENDED_RUN_SKEW_SECONDS = 5
 """A run that has already ended counts as ours only if created at most this long before our first POST."""
 ADOPT_MAX_PAGES = 5
-WINDOW_LOOKUP_MAX_PAGES = 20
+WINDOW_LOOKUP_MAX_PAGES = 3
+"""Pages of one window's runs read (server-filtered, newest first: the first page decides)."""
 WINDOW_LOOKUP_PAGE_SIZE = 100
+WINDOW_FALLBACK_MAX_PAGES = 20
+"""Pages of all the flow's runs read when the server refuses the window filter."""
 TEST_CONNECTION_RETRY = RetryPolicy(
     max_attempts=2, initial_backoff=0.5, max_backoff=2.0, max_total_seconds=20.0
 )
@@ -416,10 +419,77 @@ class FlowServiceHook(BaseHook):
         return runs
 
     def find_runs_for_window(self, flow_id: str, window_start: int, window_end: int) -> list[FlowRun]:
-        """Runs of ``flow_id`` with exactly this window (unix seconds), newest first."""
+        """Runs of ``flow_id`` with exactly this window (unix seconds), newest first.
+
+        The server filters (``property=`` on ``flowId`` and the window the create sent, as unix
+        seconds; a second query finds runs that echo it in milliseconds), so the cost is one or two
+        requests whatever the flow's history; every run is checked again here. When the server
+        refuses a window filter (HTTP 400), the flow's runs are read unfiltered, newest first, for
+        at most :data:`WINDOW_FALLBACK_MAX_PAGES` pages; if more exist it raises
+        :class:`FlowServiceError` rather than answer "none", which a caller would take as leave
+        to create a run that may duplicate one it did not see.
+        """
+        flow = flow_id.strip() if isinstance(flow_id, str) else flow_id
+        seconds = [
+            f"params.windowStartTime=={window_start}",
+            f"params.windowEndTime=={window_end}",
+        ]
+        try:
+            runs = self._window_query(flow, seconds)
+        except FlowServiceApiError as exc:
+            if exc.status_code != 400:
+                raise
+            return self._window_fallback(flow, window_start, window_end, exc)
+        milliseconds = [
+            f"params.windowStartTime>={window_start * 1000}",
+            f"params.windowStartTime<={window_start * 1000 + 999}",
+            f"params.windowEndTime>={window_end * 1000}",
+            f"params.windowEndTime<={window_end * 1000 + 999}",
+        ]
+        try:
+            runs += self._window_query(flow, milliseconds)
+        except FlowServiceApiError as exc:
+            if exc.status_code != 400:
+                raise
+            # Runs this provider creates carry seconds: they were all found above.
+            self.log.info("Flow Service refused the look-up of runs echoing their window in ms: %s", exc)
+        unique = {r.id: r for r in runs if matches_window(r, flow, window_start, window_end)}
+        return newest_first(list(unique.values()))
+
+    def _window_query(self, flow_id: str, filters: Sequence[str]) -> list[FlowRun]:
+        params = runs_params(flow_id, filters, limit=WINDOW_LOOKUP_PAGE_SIZE, order_by="-createdAt")
+        return self._collect(params, None, WINDOW_LOOKUP_MAX_PAGES)
+
+    def _window_fallback(
+        self, flow_id: str, window_start: int, window_end: int, refused: FlowServiceApiError
+    ) -> list[FlowRun]:
+        """Every run of the flow, read newest first, filtered here; raise if there are too many to read."""
+        self.log.warning(
+            "Flow Service refused to filter runs by window (%s); reading flow %s's runs unfiltered, at most "
+            "%d pages.",
+            refused,
+            flow_id,
+            WINDOW_FALLBACK_MAX_PAGES,
+        )
         params = runs_params(flow_id, limit=WINDOW_LOOKUP_PAGE_SIZE, order_by="-createdAt")
-        runs = self._collect(params, None, WINDOW_LOOKUP_MAX_PAGES)
-        return newest_first([r for r in runs if matches_window(r, flow_id, window_start, window_end)])
+        runs: list[FlowRun] = []
+        url: str | None = None
+        for _ in range(WINDOW_FALLBACK_MAX_PAGES):
+            data = self._request("GET", "/runs", params=params, url=url)
+            runs.extend(FlowRun.from_api(i) for i in items_of(data))
+            nxt = next_page(data, self.settings, params)
+            if nxt is None:
+                found = [r for r in runs if matches_window(r, flow_id, window_start, window_end)]
+                return newest_first(found)
+            url, params = nxt
+        raise FlowServiceError(
+            f"Flow Service refused to filter flow {flow_id}'s runs by window ({refused}), and the flow has "
+            f"more runs than the {WINDOW_FALLBACK_MAX_PAGES} pages read ({len(runs)} runs), so this "
+            f"provider cannot tell whether a run of window [{window_start}, {window_end}) (unix seconds) "
+            "already exists or is still running. No run was created: one could duplicate it. To create "
+            "a run without looking, set reuse_existing_run=False on the operator (a retry may then create "
+            "a second run for the window)."
+        )
 
     def run_ui_url(self, flow_id: str, run_id: str | None = None) -> str:
         """Link to the run in the Experience Platform UI (no network).
