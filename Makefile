@@ -8,7 +8,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow-home/$(AIRFLOW_VERSION)
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := False
 
-.PHONY: install test test-fast lint demo emulator bench soak clean
+.PHONY: install test test-fast lint demo emulator bench soak clean test-lowest test-wheel docs
 
 # A venv built for another Airflow version is rebuilt from scratch: 2.x and 3.x ship different
 # distributions into the same `airflow` package, so installing one over the other is unsafe.
@@ -37,5 +37,28 @@ demo: $(STAMP)
 emulator: $(STAMP)
 	$(VENV)/bin/flow-service-emulator --port 8765
 
+## make test-lowest: the suite minus reliability/ and system/ on the lowest versions the metadata
+## allows, on both Airflow lines: Airflow 2.11.0 (our floor) and 3.3.2. Each runtime dependency is
+## installed at its declared floor (or the line's own, where Airflow requires more) and checked.
+LOWEST_LINES ?= 2.11.0 3.3.2
+LOWEST_TESTS ?= tests --ignore=tests/reliability --ignore=tests/system
+test-lowest:
+	set -e; for line in $(LOWEST_LINES); do \
+	  venv=.venv-lowest-$$line; home=$(CURDIR)/.airflow-home/lowest-$$line; \
+	  skip=$$(test "$$line" = 2.11.0 || echo "--skip apache-airflow"); \
+	  rm -rf $$venv $$home; $(PYTHON) -m venv $$venv; \
+	  $$venv/bin/python -m pip install --quiet --disable-pip-version-check uv; \
+	  $$venv/bin/uv pip install --quiet --python $$venv/bin/python "apache-airflow==$$line"; \
+	  $$venv/bin/python scripts/dependency_floors.py constraints $$skip > $$venv/floors.txt; \
+	  $$venv/bin/uv pip install --quiet --python $$venv/bin/python --resolution lowest-direct \
+	    -c $$venv/floors.txt -e . "apache-airflow==$$line"; \
+	  $$venv/bin/uv pip freeze --python $$venv/bin/python | grep -v '^-e' > $$venv/installed.txt; \
+	  $$venv/bin/uv pip install --quiet --python $$venv/bin/python -c $$venv/installed.txt \
+	    pytest pytest-asyncio pytest-timeout jsonschema; \
+	  echo "== Airflow $$line, lowest versions:"; \
+	  $$venv/bin/python scripts/dependency_floors.py check $$skip; \
+	  AIRFLOW_HOME=$$home $$venv/bin/python -m pytest -q -p no:cacheprovider $(LOWEST_TESTS); \
+	done
+
 clean:
-	rm -rf $(VENV) .airflow-home .pytest_cache
+	rm -rf $(VENV) .venv-lowest-* .airflow-home .pytest_cache
