@@ -60,5 +60,31 @@ test-lowest:
 	  AIRFLOW_HOME=$$home $$venv/bin/python -m pytest -q -p no:cacheprovider $(LOWEST_TESTS); \
 	done
 
+## make test-wheel: build the sdist and the wheel, `twine check --strict` them, install the wheel
+## (not -e) into a fresh venv and run the example DAG shipped in it against the emulator.
+WHEEL_VENV ?= .venv-wheel
+test-wheel: $(STAMP)
+	rm -rf dist $(WHEEL_VENV)
+	$(VENV)/bin/uv build --quiet --python $(PY) --sdist --wheel --out-dir dist .
+	$(VENV)/bin/twine check --strict dist/*
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
+	$(WHEEL_VENV)/bin/uv pip install --quiet --python $(WHEEL_VENV)/bin/python dist/*.whl \
+	  "apache-airflow==$(AIRFLOW_VERSION)"
+	FLOWSERVICE_DEMO_INSTALLED=1 $(WHEEL_VENV)/bin/python scripts/demo.py
+
+## make docs: the documentation site (MkDocs + Material + mkdocstrings) into site/, --strict.
+DOCS_VENV ?= .venv-docs
+DOCS_TOOLS := "mkdocs>=1.6" "mkdocs-material>=9.5" "mkdocstrings[python]>=0.26"
+$(DOCS_VENV)/.installed:
+	rm -rf $(DOCS_VENV)
+	$(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
+	$(DOCS_VENV)/bin/uv pip install --quiet --python $(DOCS_VENV)/bin/python $(DOCS_TOOLS)
+	touch $@
+
+docs: $(DOCS_VENV)/.installed
+	$(DOCS_VENV)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .venv-lowest-* .airflow-home .pytest_cache
+	rm -rf $(VENV) $(DOCS_VENV) site .venv-lowest-* $(WHEEL_VENV) dist .airflow-home .pytest_cache
