@@ -2,7 +2,7 @@
 
 Copy them into your DAGs folder to try them:
 
-    cp "$(python -m airflow_provider_flowservice.example_dags)"/example_flow_service_*.py "$AIRFLOW_HOME/dags/"
+    cp "$(python -m airflow_provider_flowservice.example_dags)"/example_*.py "$AIRFLOW_HOME/dags/"
 """
 
 from __future__ import annotations

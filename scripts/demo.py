@@ -75,8 +75,9 @@ def _tail(text: str, lines: int = TAIL_LINES) -> str:
 def _dags_folder() -> Path:
     if not INSTALLED:
         return REPO / "example_dags"
-    import airflow_provider_flowservice
     from airflow_provider_flowservice.example_dags import FOLDER
+
+    import airflow_provider_flowservice
 
     package = Path(airflow_provider_flowservice.__file__).resolve()
     if package.parent == REPO / "airflow_provider_flowservice" or FOLDER == REPO / "example_dags":

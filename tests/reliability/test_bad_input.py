@@ -228,7 +228,7 @@ def test_bad_input_row(key: str, emu: FlowServiceEmulator, define_conn: Callable
     assert row is not None, f"the errors table of docs/errors.md has no row {case.row!r}"
     _, shown, fix, before = row[:4]
     for piece in shown_pieces(shown):
-        assert piece in message, f"the errors table of docs/errors.md shows {piece!r}, the code says {message!r}"
+        assert piece in message, f"docs/errors.md shows {piece!r}, the code says {message!r}"
     assert fix
     assert before.lower().startswith("yes" if case.pre_send else "no"), before
 
@@ -315,6 +315,6 @@ def test_untrusted_certificate_fails_at_once_naming_the_fix(
     assert self_signed_url.removeprefix("https://") in message  # the bad value
     row = doc_rows()[TLS_ROW]
     for piece in shown_pieces(row[1]):
-        assert piece in message, f"the errors table of docs/errors.md shows {piece!r}, the code says {message!r}"
+        assert piece in message, f"docs/errors.md shows {piece!r}, the code says {message!r}"
     assert row[3].lower().startswith("no")
     assert posts(emu) == []  # the run was never created
