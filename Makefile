@@ -67,7 +67,7 @@ test-lowest:
 ## (not -e) into a fresh venv and run the example DAG shipped in it against the emulator.
 WHEEL_VENV ?= .venv-wheel
 test-wheel: $(STAMP)
-	rm -rf dist $(WHEEL_VENV)
+	rm -rf dist $(WHEEL_VENV) .demo/wheel
 	$(VENV)/bin/uv build --quiet --python $(PY) --sdist --wheel --out-dir dist .
 	$(VENV)/bin/twine check --strict dist/*
 	$(PYTHON) -m venv $(WHEEL_VENV)
