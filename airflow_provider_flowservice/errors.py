@@ -50,7 +50,7 @@ DELTA_COLUMN_HINT = (
 
 
 class ResponseLike(Protocol):
-    """What ``requests.Response`` and ``httpx.Response`` have in common and this module uses."""
+    """What ``requests.Response`` and the async hook's ``Reply`` have in common and this module uses."""
 
     @property
     def status_code(self) -> int: ...
