@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow_provider_flowservice.connection import FlowServiceConnectionSettings
-from airflow_provider_flowservice.errors import one_line
+from airflow_provider_flowservice.errors import one_line, redact
 from airflow_provider_flowservice.exceptions import FlowServiceApiError, FlowServiceAuthError
 from airflow_provider_flowservice.retry import (
     RetryPolicy,
@@ -254,9 +254,9 @@ def _parse_token_response(
         error = str(body.get("error") or body.get("error_code") or f"HTTP {status}")
         description = str(body.get("error_description") or body.get("message") or "")
         if not body and text and status >= 400:
-            description = one_line(text, 200)
-        if settings.client_secret:
-            description = description.replace(settings.client_secret, "***")
+            description = text
+        secrets = (settings.client_secret, settings.access_token)
+        error, description = redact(error, secrets), one_line(redact(description, secrets), 300)
         hint = _IMS_HINTS.get(
             error, "check the connection's client ID, client secret, scopes and ims_token_url"
         )
