@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 import zlib
 from collections.abc import AsyncIterator, Mapping
@@ -27,6 +28,21 @@ from airflow_provider_flowservice.retry import is_transient, server_wait
 
 #: A poll request may run at least this long even when the deadline is nearer (one last look).
 MIN_REQUEST_SECONDS = 5.0
+
+MIN_POLL_INTERVAL = 1.0
+"""Shortest interval between two polls of one trigger: Airflow allows ``poke_interval=0``, which
+would poll in a hot loop. The environment variable :data:`MIN_POLL_INTERVAL_ENV` lowers it (the
+provider's own test suite does, to run fast); nothing else should."""
+MIN_POLL_INTERVAL_ENV = "FLOW_SERVICE_MIN_POLL_INTERVAL"
+
+
+def poll_interval_floor() -> float:
+    """:data:`MIN_POLL_INTERVAL`, or the lower value the environment sets (never below 1 ms)."""
+    raw = os.environ.get(MIN_POLL_INTERVAL_ENV)
+    try:
+        return max(float(raw), 0.001) if raw else MIN_POLL_INTERVAL
+    except ValueError:
+        return MIN_POLL_INTERVAL
 
 
 #: Besides the last poll, the deadline leaves this much of ``execution_timeout`` (at most; 5 % of
@@ -56,6 +72,41 @@ def deferral_end_time(
     return end
 
 
+MAX_EVENT_ERRORS = 20
+"""Distinct run errors an event carries (it is stored in the metadata database); the rest are counted."""
+MAX_ERROR_CHARS = 500
+"""Longest error message (and code) an event carries; longer ones are cut."""
+
+
+def _cut(text: Any, limit: int) -> str:
+    text = str(text or "")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def bounded_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """``summary`` with its errors bounded in count and size: distinct errors with a ``count``
+    (repeats folded), at most :data:`MAX_EVENT_ERRORS` of them, and one line that counts the rest."""
+    counted: dict[tuple[str, str], int] = {}
+    for item in summary.get("errors") or ():
+        key = (_cut(item.get("code"), MAX_ERROR_CHARS), _cut(item.get("message"), MAX_ERROR_CHARS))
+        counted[key] = counted.get(key, 0) + int(item.get("count") or 1)
+    items = list(counted.items())
+    errors: list[dict[str, Any]] = [
+        {"code": code, "message": message, "count": n} for (code, message), n in items[:MAX_EVENT_ERRORS]
+    ]
+    rest = items[MAX_EVENT_ERRORS:]
+    if rest:
+        errors.append(
+            {
+                "code": "more-errors",
+                "message": f"{sum(n for _, n in rest)} more error(s) of {len(rest)} other kind(s), not "
+                "carried in the trigger event: see the run in Experience Platform",
+                "count": 1,
+            }
+        )
+    return {**summary, "errors": errors, "errors_omitted": sum(n for _, n in rest)}
+
+
 def _utc(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
@@ -76,7 +127,8 @@ class FlowServiceRunTrigger(BaseTrigger):
 
     :param run_id: the flow run to watch.
     :param flow_service_conn_id: Airflow connection id (only the id travels; never a secret).
-    :param poll_interval: seconds between polls. Each trigger polls at its own offset within the
+    :param poll_interval: seconds between polls, at least :data:`MIN_POLL_INTERVAL` (a smaller
+        value, 0 included, is raised to it). Each trigger polls at its own offset within the
         interval (derived from the run id), so triggers started together do not poll together.
     :param end_time: deadline as unix epoch seconds; a ``timeout`` event fires once it passes.
     :param retry: ``RetryPolicy.to_dict()`` for the async hook; None = the hook's default.
@@ -96,7 +148,7 @@ class FlowServiceRunTrigger(BaseTrigger):
         super().__init__()  # type: ignore[no-untyped-call]
         self.run_id = run_id
         self.flow_service_conn_id = flow_service_conn_id
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = max(float(poll_interval), poll_interval_floor())
         self.end_time = float(end_time) if end_time is not None else time.time() + 24 * 3600
         self.retry = dict(retry) if retry is not None else None
         self.flow_id = flow_id
@@ -128,7 +180,7 @@ class FlowServiceRunTrigger(BaseTrigger):
                 "status": status,
                 "run_id": self.run_id,
                 "run_status": last.raw_status if last else None,
-                "summary": last.summary() if last else None,
+                "summary": bounded_summary(last.summary()) if last else None,
                 "message": message,
             }
         )
@@ -248,6 +300,7 @@ __all__ = [
     "EVENT_ERROR",
     "EVENT_TERMINAL",
     "EVENT_TIMEOUT",
+    "MIN_POLL_INTERVAL",
     "MIN_REQUEST_SECONDS",
     "FlowServiceRunTrigger",
     "deferral_end_time",
