@@ -29,6 +29,9 @@ from airflow_provider_flowservice.retry import is_transient, server_wait
 #: A poll request may run at least this long even when the deadline is nearer (one last look).
 MIN_REQUEST_SECONDS = 5.0
 
+COALESCE_POLLS = True
+"""Triggers that know their flow share one list request per flow per tick (``triggers/_flow_board.py``)."""
+
 MIN_POLL_INTERVAL = 1.0
 """Shortest interval between two polls of one trigger: Airflow allows ``poke_interval=0``, which
 would poll in a hot loop. The environment variable :data:`MIN_POLL_INTERVAL_ENV` lowers it (the
@@ -238,10 +241,45 @@ class FlowServiceRunTrigger(BaseTrigger):
         yield self._event(status, last, message)
 
     async def _wait(self, hook: Any) -> tuple[str, FlowRun | None, str]:
+        """Poll (coalesced with the flow's other triggers when ``flow_id`` is known); see :meth:`_poll`."""
+        if not self.flow_id or not COALESCE_POLLS:
+            return await self._poll(hook, None)
+        from airflow_provider_flowservice.triggers import _flow_board
+
+        board = _flow_board.join(
+            self.flow_service_conn_id, self.flow_id, self.poll_interval, self.retry, self.run_id
+        )
+        try:
+            return await self._poll(hook, board)
+        finally:
+            await _flow_board.leave(board, self.run_id)
+
+    def _schedule(self, board: Any, after: float) -> tuple[int, float]:
+        """(tick index, monotonic time) of the next poll at or after ``after``."""
+        if board is not None:
+            from airflow_provider_flowservice.triggers._flow_board import next_tick
+
+            return next_tick(board.flow_id, self.poll_interval, after)
+        return -1, after
+
+    async def _read(self, hook: Any, board: Any, index: int) -> FlowRun:
+        """This tick's view of the run: the flow's shared list when it shows the run still going,
+        else (not listed, ended, list failed, or a periodic check) ``GET /runs/{id}``."""
+        if board is not None and not board.should_check(self.run_id, index):
+            snapshot = await board.snapshot(index)
+            listed = snapshot.runs.get(self.run_id) if snapshot.runs is not None else None
+            if listed is not None and not listed.status.is_terminal:
+                return listed
+        return await hook.get_run(self.run_id)
+
+    async def _poll(self, hook: Any, board: Any) -> tuple[str, FlowRun | None, str]:
         """The polling loop: returns (event status, last run seen, message)."""
         last: FlowRun | None = None
         polls = 0
-        next_poll = time.monotonic() + self._first_poll_delay()
+        start = time.monotonic()
+        index, next_poll = self._schedule(board, start + self._first_poll_delay())
+        if board is not None:
+            index, next_poll = self._schedule(board, start)
         # Everything, this log line included, waits for the offset: a triggerer (re)start runs
         # every trigger up to here in one tick, and that tick must stay short.
         await self._sleep_until(next_poll)
@@ -256,7 +294,7 @@ class FlowServiceRunTrigger(BaseTrigger):
             hold_off = 0.0
             try:
                 async with asyncio.timeout(max(self.end_time - time.time(), MIN_REQUEST_SECONDS)):
-                    run = await hook.get_run(self.run_id)
+                    run = await self._read(hook, board, index)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -288,7 +326,10 @@ class FlowServiceRunTrigger(BaseTrigger):
                 return EVENT_TIMEOUT, last, message
             now = time.monotonic()
             # the next tick, unless the server asked for longer (a Retry-After beyond the hook's budget)
-            next_poll = max(self._next_poll(next_poll, now), now + hold_off)
+            if board is not None:
+                index, next_poll = self._schedule(board, max(next_poll + 1e-6, now, now + hold_off))
+            else:
+                next_poll = max(self._next_poll(next_poll, now), now + hold_off)
             await self._sleep_until(next_poll)
 
     async def _sleep_until(self, when: float) -> None:
