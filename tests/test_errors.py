@@ -1,4 +1,4 @@
-"""parse_error_response: both Adobe error formats, from requests and aiohttp (Reply) responses, one actionable line."""
+"""parse_error_response: both Adobe error formats, from requests and aiohttp responses, one line."""
 
 from __future__ import annotations
 

@@ -155,7 +155,7 @@ async def send(
 
 
 def query_pairs(params: Any) -> list[tuple[str, str]] | None:
-    """``{"property": ["a", "b"], "limit": 1}`` -> ``[("property", "a"), ("property", "b"), ("limit", "1")]``."""
+    """Query pairs, a list value repeated: ``{"property": ["a", "b"]}`` -> two ``property`` pairs."""
     if not params:
         return None
     pairs: list[tuple[str, str]] = []

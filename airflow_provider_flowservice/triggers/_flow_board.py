@@ -163,7 +163,9 @@ def _key(conn_id: str, flow_id: str, interval: float, retry: Mapping[str, Any] |
     return (conn_id, flow_id, interval, json.dumps(retry, sort_keys=True))
 
 
-def join(conn_id: str, flow_id: str, interval: float, retry: Mapping[str, Any] | None, run_id: str) -> FlowBoard:
+def join(
+    conn_id: str, flow_id: str, interval: float, retry: Mapping[str, Any] | None, run_id: str
+) -> FlowBoard:
     """The running loop's board for this flow, with ``run_id`` registered on it."""
     loop = asyncio.get_running_loop()
     boards = _loops.setdefault(loop, _LoopBoards()).boards

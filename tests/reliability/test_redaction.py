@@ -34,11 +34,26 @@ def _echoes(body: str) -> list[tuple[str, str, str]]:
     """(content type, body) pairs that echo the request body in each form a server might use."""
     lower_hex = quote_plus(ODD_SECRET).replace("%2B", "%2b").replace("%2F", "%2f")
     return [
-        ("form echo, JSON", "application/json",
-         json.dumps({"error": "invalid_client", "error_description": f"bad request: {body}"})),
-        ("form echo, lowercase hex, text", "text/plain", f"rejected {body.replace(quote_plus(ODD_SECRET), lower_hex)}"),
-        ("JSON-escaped secret in raw text", "text/plain", 'rejected {"client_secret": ' + json.dumps(ODD_SECRET) + "}"),
-        ("raw secret, JSON", "application/json", json.dumps({"error": "invalid_client", "error_description": ODD_SECRET})),
+        (
+            "form echo, JSON",
+            "application/json",
+            json.dumps({"error": "invalid_client", "error_description": f"bad request: {body}"}),
+        ),
+        (
+            "form echo, lowercase hex, text",
+            "text/plain",
+            f"rejected {body.replace(quote_plus(ODD_SECRET), lower_hex)}",
+        ),
+        (
+            "JSON-escaped secret in raw text",
+            "text/plain",
+            'rejected {"client_secret": ' + json.dumps(ODD_SECRET) + "}",
+        ),
+        (
+            "raw secret, JSON",
+            "application/json",
+            json.dumps({"error": "invalid_client", "error_description": ODD_SECRET}),
+        ),
         ("path-style quoting", "text/plain", f"rejected /x/{quote(ODD_SECRET)}"),
     ]
 

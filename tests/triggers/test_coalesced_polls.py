@@ -12,7 +12,13 @@ import time
 import pytest
 
 from airflow_provider_flowservice.triggers.flow_service import FlowServiceRunTrigger
-from tests.triggers.test_flow_service import FAST_RETRY, create_run, emu  # noqa: F401
+from tests.triggers.test_flow_service import FAST_RETRY, create_run
+
+
+@pytest.fixture
+def emu(flow_service_conn):
+    return flow_service_conn
+
 
 pytestmark = pytest.mark.timeout(90)
 

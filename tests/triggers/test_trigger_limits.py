@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from airflow_provider_flowservice.outcome import apply_outcome
 from airflow_provider_flowservice.exceptions import FlowServiceRunError
+from airflow_provider_flowservice.outcome import apply_outcome
 from airflow_provider_flowservice.triggers import flow_service as trigger_module
 from airflow_provider_flowservice.triggers.flow_service import (
     MAX_ERROR_CHARS,
@@ -21,7 +21,13 @@ from airflow_provider_flowservice.triggers.flow_service import (
     MIN_POLL_INTERVAL,
     FlowServiceRunTrigger,
 )
-from tests.triggers.test_flow_service import FAST_RETRY, collect, create_run, emu, gets_of  # noqa: F401
+from tests.triggers.test_flow_service import FAST_RETRY, collect, create_run, gets_of
+
+
+@pytest.fixture
+def emu(flow_service_conn):
+    return flow_service_conn
+
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -64,7 +70,9 @@ async def test_poll_interval_zero_does_not_poll_in_a_hot_loop(emu, monkeypatch: 
     monkeypatch.delenv(trigger_module.MIN_POLL_INTERVAL_ENV)  # the real floor, not the test suite's
     flow = emu.add_flow(polls_to_finish=10_000)
     run_id = create_run(emu, flow)
-    trigger = FlowServiceRunTrigger(run_id, poll_interval=0, end_time=time.time() + 60, retry=FAST_RETRY.to_dict())
+    trigger = FlowServiceRunTrigger(
+        run_id, poll_interval=0, end_time=time.time() + 60, retry=FAST_RETRY.to_dict()
+    )
     assert trigger.poll_interval == MIN_POLL_INTERVAL
     task = asyncio.ensure_future(collect(trigger))
     await asyncio.sleep(2.5 * MIN_POLL_INTERVAL)
@@ -75,7 +83,9 @@ async def test_poll_interval_zero_does_not_poll_in_a_hot_loop(emu, monkeypatch: 
 
 
 async def test_the_event_carries_a_bounded_list_of_run_errors(emu) -> None:
-    many = [{"code": f"CONNECTOR-{i}-500", "message": f"file {i} unreadable " + "x" * 5000} for i in range(60)]
+    many = [
+        {"code": f"CONNECTOR-{i}-500", "message": f"file {i} unreadable " + "x" * 5000} for i in range(60)
+    ]
     repeated = [{"code": "CONNECTOR-1-400", "message": "bad row"}] * 300
     flow = emu.add_flow(polls_to_finish=0, outcome="failed", errors=repeated + many)
     run_id = create_run(emu, flow)
@@ -85,7 +95,10 @@ async def test_the_event_carries_a_bounded_list_of_run_errors(emu) -> None:
     assert len(errors) == MAX_EVENT_ERRORS + 1
     assert errors[0]["code"] == "CONNECTOR-1-400" and errors[0]["message"] == "bad row"  # one line, counted
     assert all(len(e["message"]) <= MAX_ERROR_CHARS for e in errors)
-    assert errors[-1]["code"] == "more-errors" and "41 more error(s) of 41 other kind(s)" in errors[-1]["message"]
+    assert (
+        errors[-1]["code"] == "more-errors"
+        and "41 more error(s) of 41 other kind(s)" in errors[-1]["message"]
+    )
     assert summary["errors_omitted"] == 41
     assert len(json.dumps(event.payload)) < 20_000
     with pytest.raises(FlowServiceRunError) as info:  # the task's message still counts them right
