@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # imported where used, to keep DAG-file parsing cheap (see re
     import aiohttp
     import requests
 
+    from airflow_provider_flowservice._token_file_cache import TokenFile
     from airflow_provider_flowservice.hooks._session import Reply
 
 log = logging.getLogger(__name__)
@@ -391,8 +392,18 @@ class Renewals:
         return True
 
 
+def _from_file(value: str, expires_at: float, ttl: float) -> AccessToken:
+    """A token another process stored (masked here too: this process never saw it come from IMS)."""
+    _mask(value)
+    return AccessToken(value=value, expires_at=expires_at, ttl=ttl)
+
+
 class TokenProvider:
-    """Hands out the access token of one connection: the static one, or one from the shared cache."""
+    """Hands out the access token of one connection: the static one, or one from the shared cache.
+
+    Behind the process-wide cache sits a per-user token file shared with the other processes on
+    the host (``_token_file_cache``; connection extra ``token_cache: false`` turns it off).
+    """
 
     def __init__(
         self, settings: FlowServiceConnectionSettings, policy: RetryPolicy, cache: TokenCache | None = None
@@ -401,6 +412,11 @@ class TokenProvider:
         self.policy = policy
         self.cache = cache or TOKEN_CACHE
         self.key = token_key(settings)
+        self.shared: TokenFile[AccessToken] | None = None
+        if settings.token_cache and not settings.uses_static_token:
+            from airflow_provider_flowservice._token_file_cache import token_file
+
+            self.shared = token_file(self.key, _from_file)
         _mask(settings.client_secret)
         _mask(settings.access_token)
 
@@ -426,13 +442,16 @@ class TokenProvider:
     def get_token(self, session: requests.Session | None = None) -> AccessToken:
         """A usable token (sync), from IMS only if none is cached."""
         fetch = lambda: fetch_token(self.settings, self.policy, session)  # noqa: E731
-        return self.cached() or self.cache.get(self.key, fetch)
+        shared = self.shared
+        shared_fetch = fetch if shared is None else lambda: shared.get(fetch)
+        return self.cached() or self.cache.get(self.key, shared_fetch)
 
     async def aget_token(self, session: aiohttp.ClientSession) -> AccessToken:
         """A usable token (async), from IMS only if none is cached."""
-        return self.cached() or await self.cache.aget(
-            self.key, lambda: afetch_token(self.settings, self.policy, session)
-        )
+        fetch = lambda: afetch_token(self.settings, self.policy, session)  # noqa: E731
+        shared = self.shared
+        shared_fetch = fetch if shared is None else lambda: shared.aget(fetch)
+        return self.cached() or await self.cache.aget(self.key, shared_fetch)
 
     def after_refusal(self, api_error: FlowServiceApiError, refused: AccessToken, renewals: Renewals) -> None:
         """A 401 answered ``refused``: raise the auth error unless renewing may help, else forget it.
@@ -445,7 +464,9 @@ class TokenProvider:
         self.invalidate(refused.value)
 
     def invalidate(self, value: str) -> None:
-        """The gateway refused ``value``: forget it if it is still the cached one."""
+        """The gateway refused ``value``: forget it if it is still the cached one (in memory and file)."""
+        if self.shared is not None:
+            self.shared.discard(value)
         if not self.settings.access_token and self.cache.invalidate(self.key, value):
             log.info(
                 "The gateway refused the cached access token of connection '%s'; renewing it.",

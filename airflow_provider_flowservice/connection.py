@@ -66,6 +66,8 @@ class FlowServiceConnectionSettings:
     :param read_timeout: seconds to wait for a response.
     :param ui_url_template: template of the Experience Platform UI link.
     :param allow_insecure_http: whether plain http is allowed for non-loopback hosts.
+    :param token_cache: whether IMS tokens are shared with the host's other processes through a
+        private file (extra ``token_cache``, default true; see docs/connection.md "Token cache").
     """
 
     conn_id: str
@@ -82,6 +84,7 @@ class FlowServiceConnectionSettings:
     read_timeout: float = DEFAULT_READ_TIMEOUT
     ui_url_template: str = DEFAULT_UI_URL_TEMPLATE
     allow_insecure_http: bool = False
+    token_cache: bool = True
 
     @property
     def api_url(self) -> str:
@@ -180,6 +183,7 @@ class FlowServiceConnectionSettings:
             read_timeout=_timeout(conn_id, "read_timeout", get("read_timeout"), DEFAULT_READ_TIMEOUT),
             ui_url_template=_ui_template(conn_id, get("ui_url_template")),
             allow_insecure_http=allow_insecure,
+            token_cache=_as_bool(get("token_cache"), conn_id, "token_cache", True),
         )
 
     def ui_url(self, flow_id: str, run_id: str | None = None) -> str:

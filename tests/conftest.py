@@ -37,3 +37,13 @@ def airflow_db() -> Path:
         [str(cli), "db", "migrate"], check=True, capture_output=True, timeout=300, env=os.environ.copy()
     )
     return _HOME
+
+
+@pytest.fixture(autouse=True)
+def _private_token_files(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test (and every process it starts) gets an empty IMS token file cache of its own.
+
+    Emulators reuse ports and share default credentials: a token file left by an earlier test would
+    cost a 401 and a renewal, and skew the IMS request counts tests assert.
+    """
+    monkeypatch.setenv("FLOW_SERVICE_TOKEN_CACHE_DIR", str(tmp_path_factory.mktemp("ims-tokens")))

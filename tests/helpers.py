@@ -14,3 +14,18 @@ class LogText(str):
     def count(self, sub: str, *args: object) -> int:  # type: ignore[override]
         """Occurrences in the source that has the most (a line echoed to both counts once)."""
         return max(source.count(sub) for source in self.sources)
+
+
+def forget_tokens() -> None:
+    """Empty both IMS token caches: the process's memory and this test's token files (cold start)."""
+    import os
+    from pathlib import Path
+
+    from airflow_provider_flowservice._token_file_cache import ENV_DIR
+    from airflow_provider_flowservice.auth import TOKEN_CACHE
+
+    TOKEN_CACHE.clear()
+    directory = Path(os.environ[ENV_DIR])
+    if directory.is_dir():
+        for entry in directory.iterdir():
+            entry.unlink()

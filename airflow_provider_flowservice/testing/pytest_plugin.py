@@ -11,17 +11,23 @@ from collections.abc import Iterator
 
 import pytest
 
+from airflow_provider_flowservice._token_file_cache import ENV_DIR
 from airflow_provider_flowservice.auth import TOKEN_CACHE
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
 
 
 @pytest.fixture
-def flow_service_emulator() -> Iterator[FlowServiceEmulator]:
+def flow_service_emulator(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FlowServiceEmulator]:
     """A started emulator on a free port, stopped after the test.
 
-    The process-wide token cache is emptied around it: a later emulator may reuse the port, and a
-    token from an earlier one would cost a 401 and a renewal (and skew IMS request counts).
+    The process-wide token cache is emptied around it, and the cross-process token file cache
+    points at an empty private directory for the test (``FLOW_SERVICE_TOKEN_CACHE_DIR``, inherited
+    by the processes the test starts): a later emulator may reuse the port, and a token from an
+    earlier one would cost a 401 and a renewal (and skew IMS request counts).
     """
+    monkeypatch.setenv(ENV_DIR, str(tmp_path_factory.mktemp("ims-tokens")))
     TOKEN_CACHE.clear()
     with FlowServiceEmulator() as emulator:
         yield emulator

@@ -18,6 +18,7 @@ from airflow_provider_flowservice.hooks.flow_service import FlowServiceAsyncHook
 from airflow_provider_flowservice.retry import RetryPolicy
 from airflow_provider_flowservice.status import FlowRunStatus
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
+from tests.helpers import forget_tokens
 from tests.hooks.conftest import FAST
 
 W_START, W_END = 1_651_584_991, 1_651_585_956
@@ -34,12 +35,10 @@ def em(flow_service_conn: FlowServiceEmulator) -> FlowServiceEmulator:
 
 
 def make_run(em: FlowServiceEmulator, **flow_options: Any) -> tuple[str, str]:
-    """Create a run with the sync hook; the cache is cleared so async tests start cold."""
-    from airflow_provider_flowservice.auth import TOKEN_CACHE
-
+    """Create a run with the sync hook; the token caches are emptied so async tests start cold."""
     flow = em.add_flow(kind="file", **flow_options)
     run_id = FlowServiceHook(retry=FAST).create_run(flow, W_START, W_END).run_id
-    TOKEN_CACHE.clear()
+    forget_tokens()
     em.reset_requests()
     return flow, run_id
 

@@ -58,3 +58,10 @@ def test_http_stack_floor_quick_prints_each_layer() -> None:
         assert layer in out, out
     ours = next(line for line in out.splitlines() if "FlowServiceAsyncHook.get_run" in line)
     assert float(ours.split()[-2]) > 0, out
+
+
+def test_token_requests_quick_prints_both_sides() -> None:
+    out = _run("token_requests.py", "--quick")
+    total = next(line for line in out.splitlines() if line.startswith("total"))
+    assert total.split()[1:] == ["1", "6"], out  # on: 1 per lifetime; off: one per process (3 + 3)
+    assert "-> met" in out, out

@@ -36,7 +36,9 @@ What it proves, per data interval:
   if the slot was released while waiting;
 - the emulator holds exactly one flow run per interval, with ``windowStartTime`` /
   ``windowEndTime`` equal to the DAG run's data interval;
-- no client secret or access token reached a log file, the trigger table or the DB.
+- no client secret or access token reached a log file, the trigger table or the DB;
+- the whole deployment (task processes and triggerer) asked IMS for one token (the token file
+  cache, in the test's own ``FLOW_SERVICE_TOKEN_CACHE_DIR``).
 """
 
 from __future__ import annotations
@@ -215,6 +217,10 @@ def _check(
           "polls per run:", sorted(len(t) for t in polls.values()))
     overlapping = any(spans[i + 1][0] < spans[i][1] for i in range(len(spans) - 1))
     assert overlapping, f"flow runs were polled one after the other on one worker slot: {spans}"
+
+    # One IMS token for the whole deployment: task processes and the triggerer share the token file.
+    print("IMS token requests:", emulator.token_requests)
+    assert emulator.token_requests == 1, emulator.token_requests
 
     # No secret anywhere: logs, trigger kwargs.
     secrets_ = [emulator.client_secret, *emulator.tokens_issued]
