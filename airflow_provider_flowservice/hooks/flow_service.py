@@ -1,7 +1,7 @@
 """Hooks for Adobe Experience Platform Flow Service: create flow runs and read them.
 
 :class:`FlowServiceHook` (sync, ``requests``) serves operators and sensors;
-:class:`FlowServiceAsyncHook` (``httpx.AsyncClient``) serves triggers. Both share the connection
+:class:`FlowServiceAsyncHook` (``aiohttp``) serves triggers. Both share the connection
 settings, the process-wide IMS token cache, the retry policy and the error parsing. Neither reads
 the connection nor touches the network when constructed.
 """
@@ -53,18 +53,21 @@ from airflow_provider_flowservice.retry import (
     TransientFailure,
     acall_with_retry,
     call_with_retry,
-    transient_from_httpx,
+    transient_from_aiohttp,
     transient_from_requests,
 )
 from airflow_provider_flowservice.version_compat import BaseHook
 
-# requests and httpx (and the shared async clients) are imported on first use, not at module
+# requests and aiohttp (and the shared session) are imported on first use, not at module
 # level: every DAG file that uses the provider imports this module, and they dominate its cost.
 if TYPE_CHECKING:
-    import httpx
-    import requests
+    import ssl
 
-    from airflow_provider_flowservice.hooks._async_clients import SharedClients
+    import aiohttp
+    import requests
+    import yarl
+
+    from airflow_provider_flowservice.hooks._session import Reply
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +163,7 @@ class FlowServiceHook(BaseHook):
                 json=body,
                 headers=request_headers(s, token, has_body=body is not None),
                 timeout=(s.connect_timeout, s.read_timeout),
-                verify=s.verify,
+                verify=s.tls_verify(),
                 allow_redirects=False,
             )
         except requests.RequestException as exc:
@@ -550,11 +553,11 @@ def _without_conn_id(message: str, conn_id: str) -> str:
 
 
 class FlowServiceAsyncHook:
-    """The async twin of :class:`FlowServiceHook` for triggers (``httpx.AsyncClient``).
+    """The async twin of :class:`FlowServiceHook` for triggers (``aiohttp``).
 
     Never blocks the event loop: the Airflow connection is read once off the loop, requests are
-    awaited and waits use ``asyncio.sleep``. Hooks on one event loop share an HTTP client (see
-    ``hooks/_async_clients.py``); call :meth:`aclose` to let go of it.
+    awaited and waits use ``asyncio.sleep``. Hooks on one event loop share one
+    ``aiohttp.ClientSession`` (``hooks/_session.py``); call :meth:`aclose` to let go of it.
 
     :param flow_service_conn_id: the ``adobe_flow_service`` connection to use.
     :param retry: retry policy for transient errors; default :class:`RetryPolicy()`.
@@ -570,8 +573,9 @@ class FlowServiceAsyncHook:
         self.retry_policy = RetryPolicy.coerce(retry)
         self._settings: FlowServiceConnectionSettings | None = None
         self._tokens: TokenProvider | None = None
-        self._client: SharedClients | None = None
-        self._parsed: tuple[str, httpx.URL] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._transport: tuple[ssl.SSLContext | bool, aiohttp.ClientTimeout, str | None] | None = None
+        self._urls: dict[str, yarl.URL] = {}
 
     async def get_settings(self) -> FlowServiceConnectionSettings:
         """The validated connection, read once without blocking the loop."""
@@ -581,50 +585,60 @@ class FlowServiceAsyncHook:
             self._tokens = TokenProvider(self._settings, self.retry_policy)
         return self._settings
 
-    async def _get_client(self) -> SharedClients:
-        if self._client is None:
-            from airflow_provider_flowservice.hooks import _async_clients
+    async def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            from airflow_provider_flowservice.hooks import _session
 
-            s = await self.get_settings()
-            client = await _async_clients.acquire(s)
-            if self._client is None:
-                self._client = client
-            else:  # another task of this hook won the race
-                await _async_clients.release(s, client)
-        return self._client
+            self._session = _session.acquire()
+        return self._session
 
-    async def _http(
-        self, method: str, url: str, path: str, token: str, *, params: Any, body: Any
-    ) -> httpx.Response:
-        import httpx
+    async def _http(self, method: str, url: str, path: str, token: str, *, params: Any) -> Reply:
+        from airflow_provider_flowservice.hooks import _session
 
         s = await self.get_settings()
-        shared = await self._get_client()
-        if self._parsed is None or self._parsed[0] != url:  # a trigger polls one URL all its life
-            self._parsed = (url, httpx.URL(url))
-        try:
-            return await shared.request(
-                method,
-                self._parsed[1],
-                params=params,
-                json=body,
-                headers=request_headers(s, token, has_body=body is not None),
+        session = await self._get_session()
+        if self._transport is None:
+            self._transport = (
+                await _session.ssl_for(s.tls_verify()),
+                _session.timeout_of(s.connect_timeout, s.read_timeout),
+                _session.env_proxy(s.base_url),
             )
-        except httpx.HTTPError as exc:
-            failure = transient_from_httpx(exc)
+        context, timeout, proxy = self._transport
+        target = self._urls.get(url)
+        if target is None:  # a trigger polls one URL all its life: parse it once
+            import yarl
+
+            target = self._urls[url] = yarl.URL(url, encoded=True)
+        try:
+            return await _session.send(
+                session,
+                method,
+                target,
+                params=params,
+                headers=request_headers(s, token, has_body=False),
+                ssl_context=context,
+                timeout=timeout,
+                proxy=proxy,
+            )
+        except Exception as exc:
+            failure = transient_from_aiohttp(exc)
             if failure is not None:
                 failure.description = f"{failure.description} ({method} {s.host}{path})"
                 raise failure from None
-            raise transport_error(s, method, path, exc) from None
+            import aiohttp
+
+            if isinstance(exc, aiohttp.ClientError | ValueError | OSError):
+                raise transport_error(s, method, path, exc) from None
+            raise
 
     async def _token(self) -> AccessToken:
         """The access token: the connection's own, the cached one, or a new one from IMS."""
         tokens = self._tokens
         assert tokens is not None
-        cached = tokens.cached()  # no client needed for it
+        cached = tokens.cached()  # no session needed for it
         if cached is not None:
             return cached
-        return await tokens.aget_token((await self._get_client()).token_client)
+        return await tokens.aget_token(await self._get_session())
 
     async def _send_once(self, method: str, path: str, *, params: Any = None, url: str | None = None) -> Any:
         s = await self.get_settings()
@@ -632,14 +646,14 @@ class FlowServiceAsyncHook:
         assert tokens is not None
         target = url or s.api_url + path
         token = await self._token()
-        resp = await self._http(method, target, path, token.value, params=params, body=None)
+        resp = await self._http(method, target, path, token.value, params=params)
         sent, renewals = [token.value], Renewals()
         while resp.status_code == 401:
             error = parse_error_response(resp, method, path, secrets=secrets_of(s, *sent))
             tokens.after_refusal(error, token, renewals)
             token = await self._token()
             sent.append(token.value)
-            resp = await self._http(method, target, path, token.value, params=params, body=None)
+            resp = await self._http(method, target, path, token.value, params=params)
         return decode_response(s, resp, method, path, token=token.value)
 
     async def _request(self, method: str, path: str, *, params: Any = None, url: str | None = None) -> Any:
@@ -684,12 +698,12 @@ class FlowServiceAsyncHook:
         return runs
 
     async def aclose(self) -> None:
-        """Let go of the shared HTTP client (idempotent); the last hook on the loop closes it."""
-        if self._client is not None and self._settings is not None:
-            from airflow_provider_flowservice.hooks import _async_clients
+        """Let go of the loop's shared session (idempotent); the last hook on the loop closes it."""
+        if self._session is not None:
+            from airflow_provider_flowservice.hooks import _session
 
-            client, self._client = self._client, None
-            await _async_clients.release(self._settings, client)
+            session, self._session = self._session, None
+            await _session.release(session)
 
     async def __aenter__(self) -> FlowServiceAsyncHook:
         return self
