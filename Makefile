@@ -8,7 +8,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow-home/$(AIRFLOW_VERSION)
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := False
 
-.PHONY: install test test-ui test-fast test-deployment lint demo emulator bench soak clean
+.PHONY: install test test-ui test-fast test-deployment lint demo emulator bench soak clean test-lowest test-wheel docs
 
 # A venv built for another Airflow version is rebuilt from scratch: 2.x and 3.x ship different
 # distributions into the same `airflow` package, so installing one over the other is unsafe.
@@ -51,5 +51,57 @@ demo: $(STAMP)
 emulator: $(STAMP)
 	$(VENV)/bin/flow-service-emulator --port 8765
 
+## make test-lowest: on the lowest versions the metadata allows, on both Airflow lines (2.11.0, our
+## floor, and 3.3.2), every runtime dependency installed at its declared floor (or the line's own,
+## where Airflow requires more) and checked; then a subset of the suite: everything that touches a
+## dependency (hooks, trigger, sensor, operator, retries, auth, connection, provider registration,
+## the example DAGs on real Airflow), not reliability/ nor system/ (`LOWEST_TESTS=tests` for all).
+LOWEST_LINES ?= 2.11.0 3.3.2
+LOWEST_TESTS ?= tests/hooks tests/triggers tests/sensors tests/operators tests/e2e tests/test_retry.py \
+  tests/test_auth.py tests/test_connection.py tests/test_provider_registration.py tests/test_packaging.py
+test-lowest:
+	set -e; for line in $(LOWEST_LINES); do \
+	  venv=.venv-lowest-$$line; home=$(CURDIR)/.airflow-home/lowest-$$line; \
+	  skip=$$(test "$$line" = 2.11.0 || echo "--skip apache-airflow"); \
+	  rm -rf $$venv $$home; $(PYTHON) -m venv $$venv; \
+	  $$venv/bin/python -m pip install --quiet --disable-pip-version-check uv; \
+	  $$venv/bin/uv pip install --quiet --python $$venv/bin/python "apache-airflow==$$line"; \
+	  $$venv/bin/python scripts/dependency_floors.py constraints $$skip > $$venv/floors.txt; \
+	  $$venv/bin/uv pip install --quiet --python $$venv/bin/python --resolution lowest-direct \
+	    -c $$venv/floors.txt -e . "apache-airflow==$$line"; \
+	  $$venv/bin/uv pip freeze --python $$venv/bin/python | grep -v '^-e' > $$venv/installed.txt; \
+	  $$venv/bin/uv pip install --quiet --python $$venv/bin/python -c $$venv/installed.txt \
+	    pytest pytest-asyncio pytest-timeout jsonschema; \
+	  echo "== Airflow $$line, lowest versions:"; \
+	  $$venv/bin/python scripts/dependency_floors.py check $$skip; \
+	  AIRFLOW_HOME=$$home $$venv/bin/python -m pytest -q -p no:cacheprovider $(LOWEST_TESTS); \
+	done
+
+## make test-wheel: build the sdist and the wheel, `twine check --strict` them, install the wheel
+## (not -e) into a fresh venv and run the example DAG shipped in it against the emulator.
+WHEEL_VENV ?= .venv-wheel
+test-wheel: $(STAMP)
+	rm -rf dist $(WHEEL_VENV) .demo/wheel
+	$(VENV)/bin/uv build --quiet --python $(PY) --sdist --wheel --out-dir dist .
+	$(VENV)/bin/twine check --strict dist/*
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
+	$(WHEEL_VENV)/bin/uv pip install --quiet --python $(WHEEL_VENV)/bin/python dist/*.whl \
+	  "apache-airflow==$(AIRFLOW_VERSION)"
+	FLOWSERVICE_DEMO_INSTALLED=1 $(WHEEL_VENV)/bin/python scripts/demo.py
+
+## make docs: the documentation site (MkDocs + Material + mkdocstrings) into site/, --strict.
+DOCS_VENV ?= .venv-docs
+DOCS_TOOLS := "mkdocs>=1.6" "mkdocs-material>=9.5" "mkdocstrings[python]>=0.26"
+$(DOCS_VENV)/.installed:
+	rm -rf $(DOCS_VENV)
+	$(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
+	$(DOCS_VENV)/bin/uv pip install --quiet --python $(DOCS_VENV)/bin/python $(DOCS_TOOLS)
+	touch $@
+
+docs: $(DOCS_VENV)/.installed
+	$(DOCS_VENV)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .airflow-home .pytest_cache
+	rm -rf $(VENV) $(DOCS_VENV) site .venv-lowest-* $(WHEEL_VENV) dist .airflow-home .pytest_cache

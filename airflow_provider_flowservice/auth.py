@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow_provider_flowservice.connection import FlowServiceConnectionSettings
-from airflow_provider_flowservice.errors import one_line
+from airflow_provider_flowservice.errors import one_line, redact
 from airflow_provider_flowservice.exceptions import FlowServiceApiError, FlowServiceAuthError
 from airflow_provider_flowservice.retry import (
     RetryPolicy,
@@ -34,17 +34,18 @@ from airflow_provider_flowservice.retry import (
     call_with_retry,
     redirect_error,
     tls_error_of,
-    transient_from_httpx,
+    transient_from_aiohttp,
     transient_from_requests,
     transient_from_status,
 )
 from airflow_provider_flowservice.version_compat import mask_secret
 
 if TYPE_CHECKING:  # imported where used, to keep DAG-file parsing cheap (see retry.py)
-    import httpx
+    import aiohttp
     import requests
 
     from airflow_provider_flowservice._token_file_cache import TokenFile
+    from airflow_provider_flowservice.hooks._session import Reply
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +234,7 @@ def _token_path(settings: FlowServiceConnectionSettings) -> str:
 
 
 def _parse_token_response(
-    settings: FlowServiceConnectionSettings, resp: requests.Response | httpx.Response, sent_at: float
+    settings: FlowServiceConnectionSettings, resp: requests.Response | Reply, sent_at: float
 ) -> AccessToken:
     """Interpret an IMS answer: a token, a transient failure (raised) or an auth error (raised).
 
@@ -260,9 +261,9 @@ def _parse_token_response(
         error = str(body.get("error") or body.get("error_code") or f"HTTP {status}")
         description = str(body.get("error_description") or body.get("message") or "")
         if not body and text and status >= 400:
-            description = one_line(text, 200)
-        if settings.client_secret:
-            description = description.replace(settings.client_secret, "***")
+            description = text
+        secrets = (settings.client_secret, settings.access_token)
+        error, description = redact(error, secrets), one_line(redact(description, secrets), 300)
         hint = _IMS_HINTS.get(
             error, "check the connection's client ID, client secret, scopes and ims_url"
         )
@@ -312,7 +313,7 @@ def fetch_token(
                 data=_form(settings),
                 headers={"Accept": "application/json"},
                 timeout=(settings.connect_timeout, settings.read_timeout),
-                verify=settings.verify,
+                verify=settings.tls_verify(ims=True),  # IMS stays verified (docs/connection.md "TLS")
                 allow_redirects=False,
             )
         except requests.RequestException as exc:
@@ -328,22 +329,30 @@ def fetch_token(
 
 
 async def afetch_token(
-    settings: FlowServiceConnectionSettings, policy: RetryPolicy, client: httpx.AsyncClient
+    settings: FlowServiceConnectionSettings, policy: RetryPolicy, session: aiohttp.ClientSession
 ) -> AccessToken:
-    """Async twin of :func:`fetch_token` on an ``httpx.AsyncClient``."""
-    import httpx
+    """Async twin of :func:`fetch_token` on the loop's ``aiohttp.ClientSession``."""
+    from airflow_provider_flowservice.hooks import _session
+
+    context = await _session.ssl_for(settings.tls_verify(ims=True))
+    timeout = _session.timeout_of(settings.connect_timeout, settings.read_timeout)
+    proxy = _session.env_proxy(settings.ims_token_url)
 
     async def attempt() -> AccessToken:
         sent_at = time.monotonic()
         try:
-            resp = await client.post(
+            resp = await _session.send(
+                session,
+                "POST",
                 settings.ims_token_url,
                 data=_form(settings),
-                headers={"Accept": "application/json"},
-                follow_redirects=False,
+                headers={"Accept": "application/json", "User-Agent": _session.USER_AGENT},
+                ssl_context=context,
+                timeout=timeout,
+                proxy=proxy,
             )
-        except httpx.HTTPError as exc:
-            failure = transient_from_httpx(exc)
+        except Exception as exc:
+            failure = transient_from_aiohttp(exc)
             if failure is None:
                 raise _transport_error(settings, exc) from None
             failure.maybe_processed = False
@@ -426,9 +435,9 @@ class TokenProvider:
         """A usable token's value (sync)."""
         return self.get_token(session).value
 
-    async def aget(self, client: httpx.AsyncClient) -> str:
+    async def aget(self, session: aiohttp.ClientSession) -> str:
         """A usable token's value (async)."""
-        return (await self.aget_token(client)).value
+        return (await self.aget_token(session)).value
 
     def cached(self) -> AccessToken | None:
         """The static token, or the cached one if it needs no renewal: no IMS request needed."""
@@ -443,9 +452,9 @@ class TokenProvider:
         shared_fetch = fetch if shared is None else lambda: shared.get(fetch)
         return self.cached() or self.cache.get(self.key, shared_fetch)
 
-    async def aget_token(self, client: httpx.AsyncClient) -> AccessToken:
+    async def aget_token(self, session: aiohttp.ClientSession) -> AccessToken:
         """A usable token (async), from IMS only if none is cached."""
-        fetch = lambda: afetch_token(self.settings, self.policy, client)  # noqa: E731
+        fetch = lambda: afetch_token(self.settings, self.policy, session)  # noqa: E731
         shared = self.shared
         shared_fetch = fetch if shared is None else lambda: shared.aget(fetch)
         return self.cached() or await self.cache.aget(self.key, shared_fetch)

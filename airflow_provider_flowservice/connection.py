@@ -102,6 +102,16 @@ class FlowServiceConnectionSettings:
         """True when the connection carries a fixed ``access_token`` (no IMS, no renewal)."""
         return bool(self.access_token)
 
+    def tls_verify(self, *, ims: bool = False) -> bool | str:
+        """What both HTTP paths verify TLS with: False (API only) or a CA bundle path (see :func:`ca_bundle`).
+
+        ``verify_tls=false`` turns verification off for the Flow Service API only: Adobe IMS, where
+        the client secret is sent, stays verified (give a CA bundle path to trust a private CA).
+        """
+        if self.verify is False and not ims:
+            return False
+        return ca_bundle(self.verify)
+
     @property
     def host(self) -> str:
         """``host[:port]`` of the API, the only place the Authorization header is ever sent."""
@@ -245,11 +255,15 @@ def _as_bool(value: Any, conn_id: str, name: str, default: bool) -> bool:
 
 
 def is_loopback(hostname: str | None) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1: the only hosts plain http is accepted for by default."""
+    """True for localhost, 127.0.0.0/8 and ::1: the only hosts plain http is accepted for by default.
+
+    Not ``*.localhost``: whether such a name resolves to this machine depends on the resolver (RFC
+    6761 only asks it to), so plain http to it needs ``allow_insecure_http`` like any other host.
+    """
     if not hostname:
         return False
-    name = hostname.strip("[]").lower()
-    if name == "localhost" or name.endswith(".localhost"):
+    name = hostname.strip("[]").lower().rstrip(".")
+    if name == "localhost":
         return True
     try:
         return ipaddress.ip_address(name).is_loopback
@@ -364,6 +378,27 @@ def _sandbox(conn_id: str, value: Any) -> str:
             "sandbox's technical name (lowercase letters, digits and hyphens), e.g. prod or dev-1."
         )
     return lowered
+
+
+CA_BUNDLE_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
+"""Environment variables naming a CA bundle, in the order both HTTP paths read them."""
+
+
+def ca_bundle(verify: bool | str = True) -> str:
+    """The one CA bundle the blocking (requests) and deferrable (aiohttp) paths trust.
+
+    Extra ``verify_tls`` when it is a path; else the first of :data:`CA_BUNDLE_ENV` that is set;
+    else certifi's bundle (what ``requests`` uses by default).
+    """
+    if isinstance(verify, str):
+        return verify
+    for name in CA_BUNDLE_ENV:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    import certifi
+
+    return str(certifi.where())
 
 
 def _verify(conn_id: str, value: Any) -> bool | str:

@@ -9,6 +9,7 @@ body that echoes the client secret or the access token gets them replaced by ``*
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -50,7 +51,7 @@ DELTA_COLUMN_HINT = (
 
 
 class ResponseLike(Protocol):
-    """What ``requests.Response`` and ``httpx.Response`` have in common and this module uses."""
+    """What ``requests.Response`` and the async hook's ``Reply`` have in common and this module uses."""
 
     @property
     def status_code(self) -> int: ...
@@ -68,14 +69,36 @@ def one_line(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def secret_forms(secret: str) -> tuple[str, ...]:
+    """The ways a response can echo ``secret``: raw, URL-encoded (form or path style) and JSON-escaped."""
+    escaped = json.dumps(secret)[1:-1]
+    forms = (
+        secret,
+        quote(secret, safe=""),
+        quote(secret),
+        quote_plus(secret),
+        quote_plus(secret, safe="/"),
+        escaped,
+        escaped.replace("/", "\\/"),
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+    )
+    return tuple(dict.fromkeys(f for f in forms if f))
+
+
+@functools.lru_cache(maxsize=64)
+def _pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
+    forms = sorted({f for s in secrets for f in secret_forms(s)}, key=len, reverse=True)
+    # case-insensitive: percent-encoding may use lowercase hex digits (``%2b``)
+    return re.compile("|".join(map(re.escape, forms)), re.IGNORECASE) if forms else None
+
+
 def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """``text`` with every secret (also URL-encoded, as a form echo would show it) replaced by ``***``."""
-    for secret in secrets:
-        if not secret:
-            continue
-        for form in dict.fromkeys((secret, quote(secret, safe=""), quote_plus(secret))):
-            text = text.replace(form, REDACTED)
-    return text
+    """``text`` with every secret, in every form :func:`secret_forms` lists, replaced by ``***``.
+
+    The one redaction rule for every message built from a response (IMS and Flow Service).
+    """
+    pattern = _pattern(tuple(sorted({s for s in secrets if s})))
+    return pattern.sub(REDACTED, text) if pattern is not None and text else text
 
 
 def _body(response: ResponseLike) -> tuple[Any, str]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+_PACKAGE = "airflow_provider_flowservice"
+_INTEGRATION = "Adobe Experience Platform Flow Service"
 _OPTIONAL_STRING = ["string", "null"]
 _DEFAULT_SCOPES = "openid,AdobeID,read_organizations,additional_info.projectedProductContext,session"
 
@@ -83,39 +85,42 @@ _AEP_URIS = {
 }
 
 
+def _modules(subpackage: str) -> list[dict[str, Any]]:
+    """The ``operators`` / ``sensors`` / ``hooks`` / ``triggers`` entry: one module each."""
+    return [{"integration-name": _INTEGRATION, "python-modules": [f"{_PACKAGE}.{subpackage}.flow_service"]}]
+
+
 def get_provider_info() -> dict[str, Any]:
-    """Describe the package, its connection type (with its form), hook and extra link to Airflow."""
+    """Describe the package to Airflow: its operator, sensor, hook, trigger, connection type and link."""
     from airflow_provider_flowservice import __version__
 
     return {
         "package-name": "airflow-provider-flowservice",
-        "name": "Adobe Experience Platform Flow Service",
+        "name": _INTEGRATION,
         "description": "On-demand ingestion runs for Adobe Experience Platform dataflows.",
         "versions": [__version__],
         "integrations": [
             {
-                "integration-name": "Adobe Experience Platform Flow Service",
+                "integration-name": _INTEGRATION,
                 "external-doc-url": "https://experienceleague.adobe.com/en/docs/experience-platform/sources/"
                 "api-tutorials/on-demand",
                 "tags": ["service"],
             }
         ],
-        "hooks": [
-            {
-                "integration-name": "Adobe Experience Platform Flow Service",
-                "python-modules": ["airflow_provider_flowservice.hooks.flow_service"],
-            }
-        ],
+        "operators": _modules("operators"),
+        "sensors": _modules("sensors"),
+        "hooks": _modules("hooks"),
+        "triggers": _modules("triggers"),
         "connection-types": [
             {
                 "connection-type": "adobe_flow_service",
-                "hook-class-name": "airflow_provider_flowservice.hooks.flow_service.FlowServiceHook",
-                "hook-name": "Adobe Experience Platform Flow Service",
+                "hook-class-name": f"{_PACKAGE}.hooks.flow_service.FlowServiceHook",
+                "hook-name": _INTEGRATION,
                 "conn-fields": _conn_fields(),
                 "ui-field-behaviour": _ui_field_behaviour(),
             }
         ],
-        "extra-links": ["airflow_provider_flowservice.links.flow_service.FlowServiceRunLink"],
+        "extra-links": [f"{_PACKAGE}.links.flow_service.FlowServiceRunLink"],
         # aep://<org>/<sandbox>/datasets/<id> (docs/lineage.md); 2.11 reads "dataset-uris".
         "asset-uris": [_AEP_URIS],
         "dataset-uris": [_AEP_URIS],

@@ -129,17 +129,19 @@ class FlowRun:
             if window_end is None and end_ms is not None:
                 window_end = end_ms // 1000
         unique = tuple(dict.fromkeys(errors))
+        completed_at = _as_int(duration.get("completedAtUTC"))
         return cls(
             id=str(item.get("id")),
             flow_id=_text(item.get("flowId")),
-            status=FlowRunStatus.parse(raw_status),
+            # A run that reports completion has ended, whatever its status says.
+            status=FlowRunStatus.parse(raw_status, completed=completed_at is not None and completed_at > 0),
             raw_status=_text(raw_status),
             errors=unique,
             window_start=window_start,
             window_end=window_end,
             created_at=_as_int(item.get("createdAt")),
             started_at=_as_int(duration.get("startedAtUTC")),
-            completed_at=_as_int(duration.get("completedAtUTC")),
+            completed_at=completed_at,
             record_summary=dict(_mapping(metrics.get("recordSummary"))),
             file_summary=dict(_mapping(metrics.get("fileSummary"))),
             size_summary=dict(_mapping(metrics.get("sizeSummary"))),
@@ -171,6 +173,7 @@ class FlowRun:
             "bytes": {k: self.size_summary.get(k) for k in ("inputBytes", "outputBytes")
                       if k in self.size_summary},
             "duration_seconds": self.duration_seconds,
+            "completed_at": self.completed_at,
         }
 
 

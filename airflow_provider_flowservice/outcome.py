@@ -5,7 +5,9 @@ The operator (blocking and deferred), the sensor and trigger-event handling all 
 - ``failed``: raise :class:`FlowServiceRunError` with the run id, status and every error;
 - ``partialSuccess``: raise, unless ``allow_partial_success=True``, then succeed with a warning;
 - ``success``: succeed; errors below the flow's threshold (a success may carry some) are logged
-  as a warning.
+  as a warning;
+- a run that reports completion with any other status (e.g. ``Cancelled``): raise, naming the
+  status: the provider cannot tell whether the window was ingested.
 
 Every function accepts a :class:`FlowRun` or its :meth:`FlowRun.summary` dict (what travels in
 trigger events), so deferred and blocking paths give the same messages.
@@ -93,7 +95,9 @@ def run_status(run: RunLike) -> FlowRunStatus:
     """The parsed status of a run or summary dict."""
     if isinstance(run, FlowRun):
         return run.status
-    return FlowRunStatus.parse(run.get("status"))
+    completed = run.get("completed_at")
+    done = isinstance(completed, int) and not isinstance(completed, bool) and completed > 0
+    return FlowRunStatus.parse(run.get("status"), completed=done)
 
 
 def apply_outcome(
@@ -146,6 +150,18 @@ def apply_outcome(
             format_errors(reported),
         )
         return status
+    if status is FlowRunStatus.ENDED_UNKNOWN:
+        when = _completed_text(summary.get("completed_at"))
+        raise FlowServiceRunError(
+            f"Flow run {run_id} (flow {summary.get('flow_id')}) reports completion{when} with status "
+            f"{raw!r}, which this provider does not know, so it cannot tell whether the window was "
+            f"ingested: failing rather than waiting. Check the run in Experience Platform; a retry of "
+            f"this task creates a new run (it never reattaches to this one). Errors: "
+            f"{format_errors(reported)}.{where}",
+            run_id=run_id,
+            status=str(raw),
+            errors=errors,
+        )
     if status is FlowRunStatus.SUCCESS:
         if errors:
             logger.warning(
@@ -155,6 +171,14 @@ def apply_outcome(
             )
         return status
     raise FlowServiceError(f"Flow run {run_id} has not finished (status {raw!r}); no outcome to apply yet.")
+
+
+def _completed_text(completed: Any) -> str:
+    """`` at <ISO time>`` for a completion time in unix ms, or "" when it is not one."""
+    try:
+        return f" at {iso_utc(completed // 1000)}"
+    except (TypeError, ValueError, OverflowError, OSError):
+        return ""
 
 
 def format_summary(run: RunLike, *, window: Any | None = None) -> str:

@@ -1,4 +1,4 @@
-"""Bounded retries of transient failures, the same for requests (sync) and httpx (async).
+"""Bounded retries of transient failures, the same for requests (sync) and aiohttp (async).
 
 Transient: connection errors, connect/read timeouts, resets, and HTTP 429/500/502/503/504.
 Permanent: TLS failures (certificate verification, a non-TLS server), other 4xx, malformed answers.
@@ -14,6 +14,7 @@ import asyncio
 import email.utils
 import logging
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, fields
@@ -27,10 +28,9 @@ from airflow_provider_flowservice.exceptions import (
     FlowServiceRetryError,
 )
 
-# httpx, requests and tenacity are imported where they are used: every DAG file that uses the
+# aiohttp, requests and tenacity are imported where they are used: every DAG file that uses the
 # provider imports this module, and they would add a large share of its parse cost.
 if TYPE_CHECKING:
-    import httpx
     import requests
     import tenacity
 
@@ -249,17 +249,22 @@ def transient_from_requests(exc: requests.RequestException) -> TransientFailure 
     return None
 
 
-def transient_from_httpx(exc: httpx.HTTPError) -> TransientFailure | None:
-    """Classify an httpx exception: transient ones become :class:`TransientFailure`, others None."""
-    import httpx
+def transient_from_aiohttp(exc: BaseException) -> TransientFailure | None:
+    """Classify an aiohttp (or timeout) exception: transient ones become :class:`TransientFailure`."""
+    import aiohttp
 
-    if is_tls_failure(exc) or (isinstance(exc, httpx.ConnectError) and "CERTIFICATE" in str(exc).upper()):
-        return None
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+    if is_tls_failure(exc) or isinstance(exc, aiohttp.ClientSSLError):
+        cause = tls_error_of(exc)
+        if cause is None or not _tls_dropped(cause):
+            return None
+    never_sent = (aiohttp.ClientConnectorError, getattr(aiohttp, "ConnectionTimeoutError", ()))
+    if isinstance(exc, never_sent) or (
+        isinstance(exc, aiohttp.ServerTimeoutError) and "connection timeout" in str(exc).lower()
+    ):
         return TransientFailure(f"{type(exc).__name__}: {_short(exc)}", maybe_processed=False)
-    if isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError):
-        read_timeout = isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout)
-        kind = "read timeout" if isinstance(exc, httpx.ReadTimeout) else type(exc).__name__
+    if isinstance(exc, TimeoutError | aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+        read_timeout = isinstance(exc, TimeoutError)  # ServerTimeoutError is one
+        kind = "read timeout" if read_timeout else type(exc).__name__
         return TransientFailure(f"{kind}: {_short(exc)}", maybe_processed=True, still_processing=read_timeout)
     return None
 
@@ -460,8 +465,5 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, OSError):  # includes TimeoutError and ConnectionError
         return True
-    try:
-        import httpx
-    except ImportError:  # pragma: no cover - httpx is a dependency
-        return False
-    return isinstance(exc, httpx.TransportError)
+    aiohttp = sys.modules.get("aiohttp")  # only an aiohttp user can have raised one of its errors
+    return aiohttp is not None and isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError)

@@ -43,21 +43,58 @@ def triggering_asset_events(context: Context) -> Any:
     """The asset events that triggered this DAG run (3.x ``triggering_asset_events``, 2.11 dataset)."""
     key = "triggering_asset_events" if AIRFLOW_V_3_0_PLUS else "triggering_dataset_events"
     return context.get(key) or {}
+def previous_try_max_tries(ti: Any) -> int | None:
+    """``max_tries`` as recorded for the try before ``ti``'s current one, where Airflow keeps it.
+
+    Airflow 2 records every ended try in ``TaskInstanceHistory`` before a retry or a clear, and a
+    clear then changes ``max_tries``: equal values mean an automatic retry of the same sequence,
+    whatever the operator's ``retries`` says now. Airflow 3 gives a task no database access: None,
+    as when the row or the database cannot be read.
+    """
+    if AIRFLOW_V_3_0_PLUS:
+        return None
+    names = ("dag_id", "task_id", "run_id")
+    if not all(isinstance(getattr(ti, n, None), str) for n in names) or not isinstance(ti.try_number, int):
+        return None
+    try:
+        from airflow.models.taskinstancehistory import TaskInstanceHistory
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            value = session.scalar(
+                select(TaskInstanceHistory.max_tries).where(
+                    TaskInstanceHistory.dag_id == ti.dag_id,
+                    TaskInstanceHistory.task_id == ti.task_id,
+                    TaskInstanceHistory.run_id == ti.run_id,
+                    TaskInstanceHistory.map_index == getattr(ti, "map_index", -1),
+                    TaskInstanceHistory.try_number == ti.try_number - 1,
+                )
+            )
+    except Exception:
+        return None
+    return value if isinstance(value, int) and value >= 0 else None
 
 
 def push_extra_link_url(ti: Any, link: Any, url: str) -> None:
     """Make an extra link show ``url`` now, while the task is still running.
 
     Airflow 3's API server renders a link from the XCom ``link.xcom_key``, which the task runner
-    writes only when the task ends or defers; this writes it at once, to the metadata database as
-    the runner does (``XCom._set_xcom_in_db``), bypassing a custom XCom backend the API server does
-    not read. Airflow 2 renders links by calling ``get_link`` in the webserver: nothing to do.
+    writes only when the task ends or defers. With the stock XCom backend the public
+    ``ti.xcom_push`` writes it to the metadata database at once; only a custom backend (which the
+    API server does not read for links) needs the runner's own private route
+    (``XCom._set_xcom_in_db``). Airflow 2 renders links by calling ``get_link`` in the webserver:
+    nothing to do. Callers push once per try (the value never changes).
     """
     if not AIRFLOW_V_3_0_PLUS:
         return
     set_in_db = getattr(XCom, "_set_xcom_in_db", None)
     names = ("dag_id", "task_id", "run_id")
-    if set_in_db is not None and all(isinstance(getattr(ti, n, None), str) for n in names):
+    if (
+        not _stock_xcom_backend()
+        and set_in_db is not None
+        and all(isinstance(getattr(ti, n, None), str) for n in names)
+    ):
         set_in_db(
             key=link.xcom_key,
             value=url,
@@ -68,6 +105,13 @@ def push_extra_link_url(ti: Any, link: Any, url: str) -> None:
         )
     else:
         ti.xcom_push(key=link.xcom_key, value=url)
+
+
+def _stock_xcom_backend() -> bool:
+    """True when ``[core] xcom_backend`` is Airflow's own (values stored in the metadata database)."""
+    from airflow.sdk.bases.xcom import BaseXCom
+
+    return XCom is BaseXCom
 
 
 __all__ = [
@@ -89,6 +133,7 @@ __all__ = [
     "conf",
     "get_task_state_store",
     "mask_secret",
+    "previous_try_max_tries",
     "push_extra_link_url",
     "triggering_asset_events",
 ]

@@ -5,6 +5,10 @@ Starts the Flow Service emulator in this process, prepares an isolated Airflow h
 ``airflow dags test example_flow_service_backfill <date>`` in a subprocess, then prints what
 Airflow sent and how the run ended. Nothing here touches ~/airflow or the network beyond 127.0.0.1.
 Exits non-zero, saying why, if any step fails.
+
+With ``FLOWSERVICE_DEMO_INSTALLED=1`` (``make test-wheel``) it runs the example DAG shipped in the
+installed distribution (``airflow_provider_flowservice.example_dags``) with the installed package,
+and refuses to run if that package is this checkout's source tree.
 """
 
 from __future__ import annotations
@@ -29,7 +33,11 @@ MIGRATE_TIMEOUT = 300
 DAGS_TEST_TIMEOUT = 240
 TAIL_LINES = 25
 
-sys.path.insert(0, str(REPO))  # a fresh clone without `pip install -e .` still finds the package
+INSTALLED = os.environ.get("FLOWSERVICE_DEMO_INSTALLED") == "1"
+if INSTALLED:
+    DEMO_DIR = REPO / ".demo" / "wheel"
+else:
+    sys.path.insert(0, str(REPO))  # a fresh clone without `pip install -e .` still finds the package
 
 from airflow_provider_flowservice.models import FlowRun  # noqa: E402
 from airflow_provider_flowservice.testing.emulator import (  # noqa: E402
@@ -64,13 +72,28 @@ def _tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join("    " + line for line in text.strip().splitlines()[-lines:])
 
 
+def _dags_folder() -> Path:
+    if not INSTALLED:
+        return REPO / "example_dags"
+    from airflow_provider_flowservice.example_dags import FOLDER
+
+    import airflow_provider_flowservice
+
+    package = Path(airflow_provider_flowservice.__file__).resolve()
+    if package.parent == REPO / "airflow_provider_flowservice" or FOLDER == REPO / "example_dags":
+        raise DemoError(f"FLOWSERVICE_DEMO_INSTALLED=1 but the package comes from the checkout: {package}")
+    print(f"Installed package {package.parent}; example DAGs from {FOLDER}")
+    return FOLDER
+
+
 def _environment(emulator: FlowServiceEmulator, home: Path) -> dict[str, str]:
     """A clean Airflow environment: inherited AIRFLOW* settings dropped (they could point elsewhere)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "PYTHONPATH"}
+    repo_path = [] if INSTALLED else [str(REPO)]
     env.update(
         {
             "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "example_dags"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(_dags_folder()),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
@@ -78,7 +101,7 @@ def _environment(emulator: FlowServiceEmulator, home: Path) -> dict[str, str]:
             "AIRFLOW_CONN_FLOW_SERVICE_DEFAULT": emulator.connection_json(),
             "FLOW_SERVICE_FLOW_ID": DEFAULT_FLOW_ID,
             "FLOW_SERVICE_POLL_INTERVAL": "1",
-            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
+            "PYTHONPATH": os.pathsep.join([*repo_path, os.environ.get("PYTHONPATH", "")]).strip(os.pathsep),
             "PYTHONWARNINGS": "ignore",
         }
     )
@@ -90,7 +113,8 @@ def _run_logged(cmd: list[str], env: dict[str, str], log: Path, timeout: int, wh
     with log.open("w") as out:
         try:
             proc = subprocess.run(  # noqa: S603 - our own fixed command line
-                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=timeout, check=False, cwd=REPO
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=timeout, check=False,
+                cwd=log.parent if INSTALLED else REPO,
             )
         except subprocess.TimeoutExpired as exc:
             raise DemoError(f"{what} did not finish within {timeout} s. Full log: {log}") from exc

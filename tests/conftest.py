@@ -18,6 +18,8 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parent.p
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflow.db'}"
 os.environ["AIRFLOW__CORE__FERNET_KEY"] = ""
 os.environ.pop("AIRFLOW_CONN_FLOW_SERVICE_DEFAULT", None)
+# Tests poll every few ms; the trigger's 1 s floor (triggers/flow_service.py) is tested on its own.
+os.environ["FLOW_SERVICE_MIN_POLL_INTERVAL"] = "0.001"
 
 pytest_plugins = ["airflow_provider_flowservice.testing.pytest_plugin"]
 

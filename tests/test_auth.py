@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-import httpx
+import aiohttp
 import pytest
 import requests
 
@@ -274,7 +274,7 @@ def test_ims_outage_ends_in_a_bounded_retry_error(flow_service_emulator: FlowSer
 
 async def test_async_fetch_token(flow_service_emulator: FlowServiceEmulator) -> None:
     em = flow_service_emulator
-    async with httpx.AsyncClient() as client:
+    async with aiohttp.ClientSession() as client:
         issued = await afetch_token(em_settings(em), TINY, client)
         assert issued.value == em.tokens_issued[-1]
         with pytest.raises(FlowServiceAuthError, match="aep_auth"):
@@ -287,7 +287,7 @@ async def test_sync_and_async_providers_share_the_process_cache(
     em = flow_service_emulator
     settings = em_settings(em)
     sync_value = TokenProvider(settings, TINY).get(requests.Session())
-    async with httpx.AsyncClient() as client:
+    async with aiohttp.ClientSession() as client:
         async_value = await TokenProvider(em_settings(em), TINY).aget(client)
     assert sync_value == async_value and em.token_requests == 1
 

@@ -123,7 +123,9 @@ def test_bad_hosts(host: str) -> None:
         ("127.8.9.10", True),
         ("::1", True),
         ("[::1]", True),
-        ("api.localhost", True),
+        ("localhost.", True),
+        ("api.localhost", False),  # resolver-dependent: plain http to it needs the opt-in
+        ("evil.localhost.example.com", False),
         ("128.0.0.1", False),
         ("example.com", False),
         ("", False),
@@ -132,6 +134,14 @@ def test_bad_hosts(host: str) -> None:
 )
 def test_is_loopback(name: str | None, ok: bool) -> None:
     assert is_loopback(name) is ok
+
+
+def test_plain_http_to_a_localhost_subdomain_needs_the_opt_in() -> None:
+    with pytest.raises(FlowServiceConfigError, match="allow_insecure_http"):
+        FlowServiceConnectionSettings.from_fields(
+            conn_id="aep", host="http://api.localhost:8080", login="id", password="s",
+            extra={"org_id": "ORG@AdobeOrg", "sandbox_name": "prod"},
+        )
 
 
 def test_missing_org_id() -> None:

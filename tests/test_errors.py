@@ -1,16 +1,17 @@
-"""parse_error_response: both Adobe error formats, from requests and httpx responses, one actionable line."""
+"""parse_error_response: both Adobe error formats, from requests and aiohttp responses, one line."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-import httpx
 import pytest
 import requests
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from airflow_provider_flowservice.errors import hint_for, one_line, parse_error_response
 from airflow_provider_flowservice.exceptions import FlowServiceApiError
+from airflow_provider_flowservice.hooks._session import Reply
 
 
 def requests_response(status: int, body: Any, headers: dict[str, str] | None = None) -> requests.Response:
@@ -22,12 +23,12 @@ def requests_response(status: int, body: Any, headers: dict[str, str] | None = N
     return resp
 
 
-def httpx_response(status: int, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+def aiohttp_reply(status: int, body: Any, headers: dict[str, str] | None = None) -> Reply:
     content = body if isinstance(body, str) else json.dumps(body)
-    return httpx.Response(status, content=content.encode(), headers=headers or {})
+    return Reply(status, CIMultiDictProxy(CIMultiDict(headers or {})), content.encode())
 
 
-MAKERS = [requests_response, httpx_response]
+MAKERS = [requests_response, aiohttp_reply]
 
 FLOW_NOT_FOUND = {
     "type": "https://ns.adobe.com/aep/errors/FLOW-1430-400",

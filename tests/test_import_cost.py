@@ -1,7 +1,7 @@
 """DAG-parse cost holds the line: importing our operator, sensor and hook loads no heavy module.
 
 Every DAG file that uses the provider imports these modules on each parse, so ``requests``,
-``httpx``, ``tenacity``, ``airflow.triggers.base`` and our trigger / shared async client modules
+``aiohttp``, ``tenacity``, ``airflow.triggers.base`` and our trigger / shared session modules
 are imported only where they are used. Timing would be flaky on a shared machine; which modules
 get loaded is exact. What Airflow itself already loads (it differs between 2.11 and 3.x) is
 measured in the same fresh interpreter first and left out. ``benchmarks/dag_parse_cost.py`` gives
@@ -20,10 +20,10 @@ OUR_MODULES = (
     "airflow_provider_flowservice.sensors.flow_service",
     "airflow_provider_flowservice.hooks.flow_service",
 )
-HEAVY_THIRD_PARTY = ("requests", "urllib3", "httpx", "tenacity", "airflow.triggers.base")
+HEAVY_THIRD_PARTY = ("requests", "urllib3", "aiohttp", "tenacity", "airflow.triggers.base")
 OURS_LOADED_LATER = (
     "airflow_provider_flowservice.triggers.flow_service",
-    "airflow_provider_flowservice.hooks._async_clients",
+    "airflow_provider_flowservice.hooks._session",
 )
 
 _PROBE = f"""
@@ -64,8 +64,8 @@ def _probe() -> dict[str, list[str]]:
 def test_importing_operator_sensor_and_hook_loads_no_heavy_module() -> None:
     data = _probe()
     checked = [m for m in HEAVY_THIRD_PARTY + OURS_LOADED_LATER if m not in data["preloaded"]]
-    # On either line Airflow leaves requests (3.x) or httpx (2.11) unloaded: the check has teeth.
-    assert {"requests", "httpx"} - set(data["preloaded"]), data
+    # On either line Airflow leaves requests or aiohttp unloaded: the check has teeth.
+    assert {"requests", "aiohttp"} - set(data["preloaded"]), data
     assert data["loaded_by_ours"] == [], (
         f"Importing {', '.join(OUR_MODULES)} loaded {data['loaded_by_ours']} (checked: {checked}). "
         "Import them inside the functions that use them; see hooks/flow_service.py."

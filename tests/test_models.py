@@ -96,10 +96,28 @@ def test_odd_values_do_not_raise() -> None:
 def test_a_status_that_is_not_a_string_is_unknown(status: Any) -> None:
     item = json.loads(json.dumps(DOC_RUN))
     item["metrics"]["statusSummary"]["status"] = status
+    del item["metrics"]["durationSummary"]["completedAtUTC"]
     run = FlowRun.from_api(item)
     assert run.status is FlowRunStatus.UNKNOWN and run.status.is_running
     assert run.raw_status is None or isinstance(run.raw_status, str)
     json.dumps(run.summary())
+
+
+@pytest.mark.parametrize("status", ["Cancelled", "skipped", "inProgress", "scheduled", None, 5])
+def test_a_run_that_reports_completion_has_ended_whatever_its_status(status: Any) -> None:
+    item = json.loads(json.dumps(DOC_RUN))
+    item["metrics"]["statusSummary"]["status"] = status
+    run = FlowRun.from_api(item)
+    assert run.status is FlowRunStatus.ENDED_UNKNOWN and run.status.is_terminal
+    assert run.summary()["completed_at"] == 1651585070500
+
+
+@pytest.mark.parametrize("completed", [0, -1, None, "n/a"])
+def test_a_placeholder_completion_time_is_not_completion(completed: Any) -> None:
+    item = json.loads(json.dumps(DOC_RUN))
+    item["metrics"]["statusSummary"]["status"] = "Cancelled"
+    item["metrics"]["durationSummary"]["completedAtUTC"] = completed
+    assert FlowRun.from_api(item).status is FlowRunStatus.UNKNOWN
 
 
 @pytest.mark.parametrize(
@@ -180,6 +198,7 @@ def test_summary_is_json_safe_and_small() -> None:
         "files": {"inputFileCount": 1, "outputFileCount": 1, "failedFileCount": 0},
         "bytes": {"inputBytes": 1024, "outputBytes": -1},
         "duration_seconds": 60.5,
+        "completed_at": 1651585070500,
     }
 
 

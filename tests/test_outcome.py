@@ -130,8 +130,22 @@ def test_clean_success_is_quiet(as_input, logger):
 @pytest.mark.parametrize("status", ["scheduled", "inProgress", "somethingNew"])
 def test_non_terminal_is_a_caller_error(as_input, status):
     with pytest.raises(FlowServiceError, match="has not finished") as err:
-        apply_outcome(as_input(api_run(status)))
+        apply_outcome(as_input(api_run(status, completed=False)))
     assert not isinstance(err.value, FlowServiceRunError)
+
+
+@pytest.mark.parametrize("status", ["Cancelled", "skipped", "inProgress", ""])
+def test_a_completed_run_with_a_status_we_do_not_know_fails_naming_it(as_input, status):
+    """Completion reported: the run has ended; a status we cannot judge fails at once, named."""
+    item = as_input(api_run(status, errors=[E1]))
+    assert run_status(item) is FlowRunStatus.ENDED_UNKNOWN and run_status(item).is_terminal
+    with pytest.raises(FlowServiceRunError) as err:
+        apply_outcome(item, allow_partial_success=True, run_url="https://ui/run")
+    message = str(err.value)
+    assert f"with status {status!r}" in message and "does not know" in message
+    assert "2024-01-01T00:01:05+00:00" in message  # the completion time it reported
+    assert "never reattaches" in message and "CONNECTOR-2001-500" in message and "https://ui/run" in message
+    assert err.value.run_id == RUN_ID and err.value.status == status
 
 
 def test_every_distinct_error_is_shown_and_repeats_are_counted():

@@ -181,3 +181,51 @@ def test_no_form_field_with_a_default_or_placeholder_is_masked_by_airflow() -> N
         if name in ("access_token", "password") or value is None:
             continue
         assert not should_hide_value_for_key(name), f"Airflow would mask form field {name!r}"
+
+
+def _rows(*args: str) -> list[dict[str, Any]]:
+    return json.loads(_airflow_cli("providers", *args, "-o", "json"))
+
+
+def test_airflow_providers_triggers_lists_the_trigger_module() -> None:
+    """Airflow's own listing, on the line under test: the trigger is registered, not only importable."""
+    ours = [r for r in _rows("triggers") if r["package_name"] == "airflow-provider-flowservice"]
+    assert [r["class"] for r in ours] == ["airflow_provider_flowservice.triggers.flow_service"]
+    assert ours[0]["integration_name"] == "Adobe Experience Platform Flow Service"
+
+
+def test_airflow_providers_links_lists_the_extra_link() -> None:
+    names = {r["extra_link_class_name"] for r in _rows("links")}
+    assert "airflow_provider_flowservice.links.flow_service.FlowServiceRunLink" in names
+
+
+def test_airflow_providers_get_shows_every_kind_a_first_party_provider_registers() -> None:
+    (info,) = _rows("get", "airflow-provider-flowservice", "--full")
+    modules = {kind: [m for e in info[kind] for m in e["python-modules"]] for kind in _MODULE_KINDS}
+    assert modules == {kind: [f"airflow_provider_flowservice.{kind}.flow_service"] for kind in _MODULE_KINDS}
+    assert info["versions"] == [airflow_provider_version()]
+    assert info["description"]
+    assert [c["connection-type"] for c in info["connection-types"]] == ["adobe_flow_service"]
+    assert info["extra-links"] == ["airflow_provider_flowservice.links.flow_service.FlowServiceRunLink"]
+
+
+_MODULE_KINDS = ("operators", "sensors", "hooks", "triggers")
+
+
+def test_every_registered_module_imports_and_defines_its_kind() -> None:
+    """A module named in the provider info that moved or lost its class would list and fail later."""
+    import importlib
+
+    from airflow_provider_flowservice.version_compat import BaseHook, BaseOperator, BaseSensorOperator
+
+    base = {"operators": BaseOperator, "sensors": BaseSensorOperator, "hooks": BaseHook}
+    info = get_provider_info()
+    for kind in _MODULE_KINDS:
+        for entry in info[kind]:
+            for name in entry["python-modules"]:
+                module = importlib.import_module(name)
+                classes = [v for v in vars(module).values() if isinstance(v, type) and v.__module__ == name]
+                if kind == "triggers":
+                    assert any(c.__name__.endswith("Trigger") for c in classes), name
+                else:
+                    assert any(issubclass(c, base[kind]) for c in classes), name

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
+import aiohttp
 import pytest
 import requests
 
@@ -30,7 +30,7 @@ from airflow_provider_flowservice.retry import (
     is_tls_failure,
     is_transient,
     parse_retry_after,
-    transient_from_httpx,
+    transient_from_aiohttp,
     transient_from_requests,
     transient_from_status,
 )
@@ -360,33 +360,34 @@ def test_requests_errors_are_classified() -> None:
     assert transient_from_requests(requests.exceptions.SSLError("CERTIFICATE_VERIFY_FAILED")) is None
 
 
-async def test_httpx_errors_are_classified() -> None:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(0.2, connect=2)) as client:
-        with pytest.raises(httpx.ConnectError) as refused:
+async def test_aiohttp_errors_are_classified() -> None:
+    timeout = aiohttp.ClientTimeout(sock_read=0.2, sock_connect=2)
+    async with aiohttp.ClientSession(timeout=timeout) as client:
+        with pytest.raises(aiohttp.ClientConnectorError) as refused:
             await client.get(f"http://127.0.0.1:{_closed_port()}/")
-        failure = transient_from_httpx(refused.value)
+        failure = transient_from_aiohttp(refused.value)
         assert failure is not None and failure.maybe_processed is False
 
         silent = _Silent("silent")
         try:
-            with pytest.raises(httpx.ReadTimeout) as timeout:
+            with pytest.raises(TimeoutError) as slow:
                 await client.post(f"http://127.0.0.1:{silent.port}/", json={})
         finally:
             silent.close()
-        failure = transient_from_httpx(timeout.value)
+        failure = transient_from_aiohttp(slow.value)
         assert failure is not None and failure.maybe_processed and failure.still_processing
 
         closer = _Silent("close")
         try:
-            with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)) as dropped:  # timing decides
+            with pytest.raises(aiohttp.ClientConnectionError) as dropped:
                 await client.post(f"http://127.0.0.1:{closer.port}/", json={})
         finally:
             closer.close()
-        failure = transient_from_httpx(dropped.value)
+        failure = transient_from_aiohttp(dropped.value)
         assert failure is not None and failure.maybe_processed and not failure.still_processing
 
-    assert transient_from_httpx(httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED]")) is None
-    assert transient_from_httpx(httpx.UnsupportedProtocol("ftp")) is None
+    assert transient_from_aiohttp(aiohttp.InvalidURL("ftp://x")) is None
+    assert transient_from_aiohttp(ValueError("bug")) is None
 
 
 # ---------------------------------------------------------------- TLS and is_transient
@@ -415,13 +416,13 @@ def test_tls_to_a_plain_http_server_is_permanent_for_requests(plain_http_port: i
     assert not is_transient(caught.value)
 
 
-async def test_tls_to_a_plain_http_server_is_permanent_for_httpx(plain_http_port: int) -> None:
-    async with httpx.AsyncClient(timeout=2) as client:
-        with pytest.raises(httpx.ConnectError) as caught:
+async def test_tls_to_a_plain_http_server_is_permanent_for_aiohttp(plain_http_port: int) -> None:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as client:
+        with pytest.raises(aiohttp.ClientError) as caught:
             await client.get(f"https://127.0.0.1:{plain_http_port}/")
-    assert "CERTIFICATE" not in str(caught.value).upper()  # the old string test missed this one
+    assert "CERTIFICATE" not in str(caught.value).upper()
     assert is_tls_failure(caught.value)
-    assert transient_from_httpx(caught.value) is None
+    assert transient_from_aiohttp(caught.value) is None
     assert not is_transient(caught.value)
 
 
@@ -431,13 +432,13 @@ async def test_a_tls_handshake_cut_short_is_transient() -> None:
     try:
         with pytest.raises(requests.exceptions.SSLError) as sync_error:
             requests.get(f"https://127.0.0.1:{closer.port}/", timeout=2)
-        async with httpx.AsyncClient(timeout=2) as client:
-            with pytest.raises(httpx.ConnectError) as async_error:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as client:
+            with pytest.raises(aiohttp.ClientError) as async_error:
                 await client.get(f"https://127.0.0.1:{closer.port}/")
     finally:
         closer.close()
     assert not is_tls_failure(sync_error.value) and transient_from_requests(sync_error.value) is not None
-    assert not is_tls_failure(async_error.value) and transient_from_httpx(async_error.value) is not None
+    assert not is_tls_failure(async_error.value) and transient_from_aiohttp(async_error.value) is not None
 
 
 def _chained(outer: BaseException, inner: BaseException) -> BaseException:
@@ -467,10 +468,11 @@ def _chained(outer: BaseException, inner: BaseException) -> BaseException:
         (ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), True),
         (ConnectionResetError(104, "reset"), True),
         (TimeoutError(), True),
-        (httpx.ReadTimeout("slow"), True),
-        (httpx.ConnectError("refused"), True),
-        (_chained(httpx.ConnectError("handshake"), ssl.SSLCertVerificationError(1, "verify failed")), False),
-        (_chained(httpx.ConnectError("handshake"), ssl.SSLEOFError(8, "eof")), True),
+        (aiohttp.ServerTimeoutError("slow"), True),
+        (aiohttp.ServerDisconnectedError(), True),
+        (aiohttp.ClientPayloadError("cut"), True),
+        (_chained(aiohttp.ClientOSError("handshake"), ssl.SSLCertVerificationError(1, "verify")), False),
+        (_chained(aiohttp.ClientOSError("handshake"), ssl.SSLEOFError(8, "eof")), True),
         (ValueError("bug"), False),
     ],
 )
@@ -485,9 +487,9 @@ def test_transport_error_of_a_tls_failure_is_permanent_and_says_what_to_fix() ->
     settings = FlowServiceConnectionSettings.from_fields(
         conn_id="aep", host="https://platform.adobe.io", login="id", password="pw", extra={"org_id": "O@A"}
     )
-    cert_failure = _chained(httpx.ConnectError("x"), ssl.SSLCertVerificationError(1, "y"))
+    cert_failure = _chained(aiohttp.ClientOSError("x"), ssl.SSLCertVerificationError(1, "y"))
     verify = transport_error(settings, "GET", "/runs", cert_failure)  # type: ignore[arg-type]
-    not_tls = httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version")
+    not_tls = aiohttp.ClientOSError("[SSL: WRONG_VERSION_NUMBER] wrong version")
     wrong = transport_error(settings, "GET", "/runs", not_tls)
     assert not is_transient(verify) and not is_transient(wrong)
     assert "verify_tls" in str(verify)

@@ -43,6 +43,7 @@ def test_known_values_parse_case_insensitively(raw: str, expected: FlowRunStatus
         (FlowRunStatus.SUCCESS, True, RunState.SUCCEEDED),
         (FlowRunStatus.PARTIAL_SUCCESS, True, RunState.PARTIALLY_SUCCEEDED),
         (FlowRunStatus.FAILED, True, RunState.FAILED),
+        (FlowRunStatus.ENDED_UNKNOWN, True, RunState.ENDED_UNKNOWN),
     ],
 )
 def test_groups(member: FlowRunStatus, terminal: bool, state: RunState) -> None:
@@ -52,14 +53,46 @@ def test_groups(member: FlowRunStatus, terminal: bool, state: RunState) -> None:
 
 
 def test_terminal_set() -> None:
-    assert {FlowRunStatus.SUCCESS, FlowRunStatus.PARTIAL_SUCCESS, FlowRunStatus.FAILED} == TERMINAL_STATUSES
+    assert {
+        FlowRunStatus.SUCCESS,
+        FlowRunStatus.PARTIAL_SUCCESS,
+        FlowRunStatus.FAILED,
+        FlowRunStatus.ENDED_UNKNOWN,
+    } == TERMINAL_STATUSES
 
 
 @pytest.mark.parametrize("raw", ["queued", "Cancelled", "", None, "success!"])
-def test_unknown_values_count_as_running(raw: str | None) -> None:
+def test_unknown_values_count_as_running_only_until_the_run_reports_completion(raw: str | None) -> None:
     parsed = FlowRunStatus.parse(raw)
     assert parsed is FlowRunStatus.UNKNOWN
     assert parsed.is_running and not parsed.is_terminal
+    ended = FlowRunStatus.parse(raw, completed=True)
+    assert ended is FlowRunStatus.ENDED_UNKNOWN
+    assert ended.is_terminal and not ended.is_running and ended.state is RunState.ENDED_UNKNOWN
+
+
+@pytest.mark.parametrize("raw", ["scheduled", "InProgress"])
+def test_a_running_status_on_a_completed_run_has_ended(raw: str) -> None:
+    assert FlowRunStatus.parse(raw, completed=True) is FlowRunStatus.ENDED_UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("success", FlowRunStatus.SUCCESS),
+        ("Failed", FlowRunStatus.FAILED),
+        ("partialSuccess", FlowRunStatus.PARTIAL_SUCCESS),
+    ],
+)
+def test_known_terminal_statuses_keep_their_meaning_with_completion(
+    raw: str, expected: FlowRunStatus
+) -> None:
+    assert FlowRunStatus.parse(raw, completed=True) is expected
+
+
+@pytest.mark.parametrize("raw", ["unknown", "endedUnknown", "ended_unknown"])
+def test_the_pseudo_members_are_not_api_values(raw: str) -> None:
+    assert FlowRunStatus.parse(raw) is FlowRunStatus.UNKNOWN
 
 
 def test_unknown_value_is_warned_about_once(caplog: pytest.LogCaptureFixture) -> None:

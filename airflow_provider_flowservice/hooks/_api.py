@@ -30,8 +30,9 @@ from airflow_provider_flowservice.window import (
 )
 
 if TYPE_CHECKING:
-    import httpx
     import requests
+
+    from airflow_provider_flowservice.hooks._session import Reply
 
 USER_AGENT = f"airflow-provider-flowservice/{__version__}"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -251,7 +252,7 @@ def secrets_of(settings: FlowServiceConnectionSettings, *tokens: str | None) -> 
 
 def decode_response(
     settings: FlowServiceConnectionSettings,
-    resp: requests.Response | httpx.Response,
+    resp: requests.Response | Reply,
     method: str,
     path: str,
     *,

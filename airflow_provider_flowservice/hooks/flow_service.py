@@ -1,7 +1,7 @@
 """Hooks for Adobe Experience Platform Flow Service: create flow runs and read them.
 
 :class:`FlowServiceHook` (sync, ``requests``) serves operators and sensors;
-:class:`FlowServiceAsyncHook` (``httpx.AsyncClient``) serves triggers. Both share the connection
+:class:`FlowServiceAsyncHook` (``aiohttp``) serves triggers. Both share the connection
 settings, the process-wide IMS token cache, the retry policy and the error parsing. Neither reads
 the connection nor touches the network when constructed.
 """
@@ -53,18 +53,21 @@ from airflow_provider_flowservice.retry import (
     TransientFailure,
     acall_with_retry,
     call_with_retry,
-    transient_from_httpx,
+    transient_from_aiohttp,
     transient_from_requests,
 )
 from airflow_provider_flowservice.version_compat import BaseHook
 
-# requests and httpx (and the shared async clients) are imported on first use, not at module
+# requests and aiohttp (and the shared session) are imported on first use, not at module
 # level: every DAG file that uses the provider imports this module, and they dominate its cost.
 if TYPE_CHECKING:
-    import httpx
-    import requests
+    import ssl
 
-    from airflow_provider_flowservice.hooks._async_clients import SharedClients
+    import aiohttp
+    import requests
+    import yarl
+
+    from airflow_provider_flowservice.hooks._session import Reply
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +76,11 @@ CLOCK_SKEW_SECONDS = 120
 ENDED_RUN_SKEW_SECONDS = 5
 """A run that has already ended counts as ours only if created at most this long before our first POST."""
 ADOPT_MAX_PAGES = 5
-WINDOW_LOOKUP_MAX_PAGES = 20
+WINDOW_LOOKUP_MAX_PAGES = 3
+"""Pages of one window's runs read (server-filtered, newest first: the first page decides)."""
 WINDOW_LOOKUP_PAGE_SIZE = 100
+WINDOW_FALLBACK_MAX_PAGES = 20
+"""Pages of all the flow's runs read when the server refuses the window filter."""
 TEST_CONNECTION_RETRY = RetryPolicy(
     max_attempts=2, initial_backoff=0.5, max_backoff=2.0, max_total_seconds=20.0
 )
@@ -157,7 +163,7 @@ class FlowServiceHook(BaseHook):
                 json=body,
                 headers=request_headers(s, token, has_body=body is not None),
                 timeout=(s.connect_timeout, s.read_timeout),
-                verify=s.verify,
+                verify=s.tls_verify(),
                 allow_redirects=False,
             )
         except requests.RequestException as exc:
@@ -416,10 +422,77 @@ class FlowServiceHook(BaseHook):
         return runs
 
     def find_runs_for_window(self, flow_id: str, window_start: int, window_end: int) -> list[FlowRun]:
-        """Runs of ``flow_id`` with exactly this window (unix seconds), newest first."""
+        """Runs of ``flow_id`` with exactly this window (unix seconds), newest first.
+
+        The server filters (``property=`` on ``flowId`` and the window the create sent, as unix
+        seconds; a second query finds runs that echo it in milliseconds), so the cost is one or two
+        requests whatever the flow's history; every run is checked again here. When the server
+        refuses a window filter (HTTP 400), the flow's runs are read unfiltered, newest first, for
+        at most :data:`WINDOW_FALLBACK_MAX_PAGES` pages; if more exist it raises
+        :class:`FlowServiceError` rather than answer "none", which a caller would take as leave
+        to create a run that may duplicate one it did not see.
+        """
+        flow = flow_id.strip() if isinstance(flow_id, str) else flow_id
+        seconds = [
+            f"params.windowStartTime=={window_start}",
+            f"params.windowEndTime=={window_end}",
+        ]
+        try:
+            runs = self._window_query(flow, seconds)
+        except FlowServiceApiError as exc:
+            if exc.status_code != 400:
+                raise
+            return self._window_fallback(flow, window_start, window_end, exc)
+        milliseconds = [
+            f"params.windowStartTime>={window_start * 1000}",
+            f"params.windowStartTime<={window_start * 1000 + 999}",
+            f"params.windowEndTime>={window_end * 1000}",
+            f"params.windowEndTime<={window_end * 1000 + 999}",
+        ]
+        try:
+            runs += self._window_query(flow, milliseconds)
+        except FlowServiceApiError as exc:
+            if exc.status_code != 400:
+                raise
+            # Runs this provider creates carry seconds: they were all found above.
+            self.log.info("Flow Service refused the look-up of runs echoing their window in ms: %s", exc)
+        unique = {r.id: r for r in runs if matches_window(r, flow, window_start, window_end)}
+        return newest_first(list(unique.values()))
+
+    def _window_query(self, flow_id: str, filters: Sequence[str]) -> list[FlowRun]:
+        params = runs_params(flow_id, filters, limit=WINDOW_LOOKUP_PAGE_SIZE, order_by="-createdAt")
+        return self._collect(params, None, WINDOW_LOOKUP_MAX_PAGES)
+
+    def _window_fallback(
+        self, flow_id: str, window_start: int, window_end: int, refused: FlowServiceApiError
+    ) -> list[FlowRun]:
+        """Every run of the flow, read newest first, filtered here; raise if there are too many to read."""
+        self.log.warning(
+            "Flow Service refused to filter runs by window (%s); reading flow %s's runs unfiltered, at most "
+            "%d pages.",
+            refused,
+            flow_id,
+            WINDOW_FALLBACK_MAX_PAGES,
+        )
         params = runs_params(flow_id, limit=WINDOW_LOOKUP_PAGE_SIZE, order_by="-createdAt")
-        runs = self._collect(params, None, WINDOW_LOOKUP_MAX_PAGES)
-        return newest_first([r for r in runs if matches_window(r, flow_id, window_start, window_end)])
+        runs: list[FlowRun] = []
+        url: str | None = None
+        for _ in range(WINDOW_FALLBACK_MAX_PAGES):
+            data = self._request("GET", "/runs", params=params, url=url)
+            runs.extend(FlowRun.from_api(i) for i in items_of(data))
+            nxt = next_page(data, self.settings, params)
+            if nxt is None:
+                found = [r for r in runs if matches_window(r, flow_id, window_start, window_end)]
+                return newest_first(found)
+            url, params = nxt
+        raise FlowServiceError(
+            f"Flow Service refused to filter flow {flow_id}'s runs by window ({refused}), and the flow has "
+            f"more runs than the {WINDOW_FALLBACK_MAX_PAGES} pages read ({len(runs)} runs), so this "
+            f"provider cannot tell whether a run of window [{window_start}, {window_end}) (unix seconds) "
+            "already exists or is still running. No run was created: one could duplicate it. To create "
+            "a run without looking, set reuse_existing_run=False on the operator (a retry may then create "
+            "a second run for the window)."
+        )
 
     def run_ui_url(self, flow_id: str, run_id: str | None = None) -> str:
         """Link to the run in the Experience Platform UI (no network).
@@ -480,11 +553,11 @@ def _without_conn_id(message: str, conn_id: str) -> str:
 
 
 class FlowServiceAsyncHook:
-    """The async twin of :class:`FlowServiceHook` for triggers (``httpx.AsyncClient``).
+    """The async twin of :class:`FlowServiceHook` for triggers (``aiohttp``).
 
     Never blocks the event loop: the Airflow connection is read once off the loop, requests are
-    awaited and waits use ``asyncio.sleep``. Hooks on one event loop share an HTTP client (see
-    ``hooks/_async_clients.py``); call :meth:`aclose` to let go of it.
+    awaited and waits use ``asyncio.sleep``. Hooks on one event loop share one
+    ``aiohttp.ClientSession`` (``hooks/_session.py``); call :meth:`aclose` to let go of it.
 
     :param flow_service_conn_id: the ``adobe_flow_service`` connection to use.
     :param retry: retry policy for transient errors; default :class:`RetryPolicy()`.
@@ -500,8 +573,9 @@ class FlowServiceAsyncHook:
         self.retry_policy = RetryPolicy.coerce(retry)
         self._settings: FlowServiceConnectionSettings | None = None
         self._tokens: TokenProvider | None = None
-        self._client: SharedClients | None = None
-        self._parsed: tuple[str, httpx.URL] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._transport: tuple[ssl.SSLContext | bool, aiohttp.ClientTimeout, str | None] | None = None
+        self._urls: dict[str, yarl.URL] = {}
 
     async def get_settings(self) -> FlowServiceConnectionSettings:
         """The validated connection, read once without blocking the loop."""
@@ -511,50 +585,60 @@ class FlowServiceAsyncHook:
             self._tokens = TokenProvider(self._settings, self.retry_policy)
         return self._settings
 
-    async def _get_client(self) -> SharedClients:
-        if self._client is None:
-            from airflow_provider_flowservice.hooks import _async_clients
+    async def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            from airflow_provider_flowservice.hooks import _session
 
-            s = await self.get_settings()
-            client = await _async_clients.acquire(s)
-            if self._client is None:
-                self._client = client
-            else:  # another task of this hook won the race
-                await _async_clients.release(s, client)
-        return self._client
+            self._session = _session.acquire()
+        return self._session
 
-    async def _http(
-        self, method: str, url: str, path: str, token: str, *, params: Any, body: Any
-    ) -> httpx.Response:
-        import httpx
+    async def _http(self, method: str, url: str, path: str, token: str, *, params: Any) -> Reply:
+        from airflow_provider_flowservice.hooks import _session
 
         s = await self.get_settings()
-        shared = await self._get_client()
-        if self._parsed is None or self._parsed[0] != url:  # a trigger polls one URL all its life
-            self._parsed = (url, httpx.URL(url))
-        try:
-            return await shared.request(
-                method,
-                self._parsed[1],
-                params=params,
-                json=body,
-                headers=request_headers(s, token, has_body=body is not None),
+        session = await self._get_session()
+        if self._transport is None:
+            self._transport = (
+                await _session.ssl_for(s.tls_verify()),
+                _session.timeout_of(s.connect_timeout, s.read_timeout),
+                _session.env_proxy(s.base_url),
             )
-        except httpx.HTTPError as exc:
-            failure = transient_from_httpx(exc)
+        context, timeout, proxy = self._transport
+        target = self._urls.get(url)
+        if target is None:  # a trigger polls one URL all its life: parse it once
+            import yarl
+
+            target = self._urls[url] = yarl.URL(url, encoded=True)
+        try:
+            return await _session.send(
+                session,
+                method,
+                target,
+                params=params,
+                headers=request_headers(s, token, has_body=False),
+                ssl_context=context,
+                timeout=timeout,
+                proxy=proxy,
+            )
+        except Exception as exc:
+            failure = transient_from_aiohttp(exc)
             if failure is not None:
                 failure.description = f"{failure.description} ({method} {s.host}{path})"
                 raise failure from None
-            raise transport_error(s, method, path, exc) from None
+            import aiohttp
+
+            if isinstance(exc, aiohttp.ClientError | ValueError | OSError):
+                raise transport_error(s, method, path, exc) from None
+            raise
 
     async def _token(self) -> AccessToken:
         """The access token: the connection's own, the cached one, or a new one from IMS."""
         tokens = self._tokens
         assert tokens is not None
-        cached = tokens.cached()  # no client needed for it
+        cached = tokens.cached()  # no session needed for it
         if cached is not None:
             return cached
-        return await tokens.aget_token((await self._get_client()).token_client)
+        return await tokens.aget_token(await self._get_session())
 
     async def _send_once(self, method: str, path: str, *, params: Any = None, url: str | None = None) -> Any:
         s = await self.get_settings()
@@ -562,14 +646,14 @@ class FlowServiceAsyncHook:
         assert tokens is not None
         target = url or s.api_url + path
         token = await self._token()
-        resp = await self._http(method, target, path, token.value, params=params, body=None)
+        resp = await self._http(method, target, path, token.value, params=params)
         sent, renewals = [token.value], Renewals()
         while resp.status_code == 401:
             error = parse_error_response(resp, method, path, secrets=secrets_of(s, *sent))
             tokens.after_refusal(error, token, renewals)
             token = await self._token()
             sent.append(token.value)
-            resp = await self._http(method, target, path, token.value, params=params, body=None)
+            resp = await self._http(method, target, path, token.value, params=params)
         return decode_response(s, resp, method, path, token=token.value)
 
     async def _request(self, method: str, path: str, *, params: Any = None, url: str | None = None) -> Any:
@@ -614,12 +698,12 @@ class FlowServiceAsyncHook:
         return runs
 
     async def aclose(self) -> None:
-        """Let go of the shared HTTP client (idempotent); the last hook on the loop closes it."""
-        if self._client is not None and self._settings is not None:
-            from airflow_provider_flowservice.hooks import _async_clients
+        """Let go of the loop's shared session (idempotent); the last hook on the loop closes it."""
+        if self._session is not None:
+            from airflow_provider_flowservice.hooks import _session
 
-            client, self._client = self._client, None
-            await _async_clients.release(self._settings, client)
+            session, self._session = self._session, None
+            await _session.release(session)
 
     async def __aenter__(self) -> FlowServiceAsyncHook:
         return self

@@ -12,6 +12,9 @@ from airflow_provider_flowservice.version_compat import BaseOperatorLink, XCom, 
 
 #: XCom key holding the run's UI URL.
 RUN_URL_XCOM_KEY = "run_url"
+#: Attribute an operator instance sets to what it knows of its run URL in this process: the URL,
+#: or "" once it knows no run exists (its execute() failed first). Absent or None: read XCom.
+KNOWN_RUN_URL_ATTR = "_known_run_url"
 
 
 class FlowServiceRunLink(BaseOperatorLink):
@@ -24,7 +27,15 @@ class FlowServiceRunLink(BaseOperatorLink):
     name = "Dataflow runs (Experience Platform)"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        """Return the run URL pushed by the task, or "" when there is none."""
+        """Return the run URL pushed by the task, or "" when there is none.
+
+        Airflow 3 calls this at the end of every try, in the task's own process: when the operator
+        knows the answer (e.g. the create failed before a run existed) no XCom is read, so no
+        "XCom not found" error is logged for a run that never existed.
+        """
+        known = getattr(operator, KNOWN_RUN_URL_ATTR, None)
+        if isinstance(known, str):
+            return known
         value = XCom.get_value(ti_key=ti_key, key=RUN_URL_XCOM_KEY)
         return value if isinstance(value, str) else ""
 

@@ -20,6 +20,7 @@ from airflow_provider_flowservice.exceptions import (
     FlowServiceTimeoutError,
 )
 from airflow_provider_flowservice.links.flow_service import (
+    KNOWN_RUN_URL_ATTR,
     FlowServiceRunLink,
     publish_run_url,
     pushed_run_url,
@@ -32,6 +33,7 @@ from airflow_provider_flowservice.version_compat import (
     BaseOperator,
     conf,
     get_task_state_store,
+    previous_try_max_tries,
 )
 from airflow_provider_flowservice.window import (
     Window,
@@ -100,9 +102,13 @@ class _Sequence:
     the time cutoff used without an entry. (A plain class: a dataclass costs every DAG parse.)
     """
 
-    def __init__(self, first_try: int, retry: bool) -> None:
+    def __init__(
+        self, first_try: int, retry: bool, max_tries: int | None = None, try_number: int = 1
+    ) -> None:
         self.first_try = first_try
         self.retry = retry
+        self.max_tries = max_tries
+        self.try_number = try_number
         self.store: Any | None = None
         self.entry: dict[str, Any] | None = None
         self.started_at: float | None = None
@@ -201,6 +207,7 @@ class FlowServiceCreateRunOperator(BaseOperator):
 
     def execute(self, context: Context) -> str:
         """Validate, create (or reuse) the run, push its id and URL, then wait per the arguments."""
+        setattr(self, KNOWN_RUN_URL_ATTR, "")  # no run yet: the link has nothing to read
         flow_id = validate_flow_id(self.flow_id)
         window = resolve_window_from_context(self.window_start, self.window_end, context)
         delta_column = validate_delta_column(self.delta_column)
@@ -221,7 +228,9 @@ class FlowServiceCreateRunOperator(BaseOperator):
         run_url = hook.run_ui_url(flow_id, run_id)
         ti = context["ti"]
         publish_run_url(ti, run_id, run_url, self.log)
-        ti.xcom_push(key="return_value", value=run_id)
+        setattr(self, KNOWN_RUN_URL_ATTR, run_url)
+        if self.do_xcom_push:  # at once, so downstream tasks can read it while this one waits
+            ti.xcom_push(key="return_value", value=run_id)
         # The URL ends the line: a character after it would be taken into the clickable link.
         self.log.info("Flow run id: %s; the dataflow's runs in Experience Platform: %s", run_id, run_url)
 
@@ -421,38 +430,60 @@ class FlowServiceCreateRunOperator(BaseOperator):
                     newest.id,
                     newest.raw_status,
                 )
-            else:
+            elif seq.retry:
                 self.log.info(
-                    "Latest run %s for this window ended with status %s; %s: creating a new run.",
+                    "Latest run %s for this window ended with status %s; it is not reusable: creating a "
+                    "new run.",
                     newest.id,
                     newest.raw_status,
-                    "it is not reusable" if seq.retry else "this is a first try (new DAG run or a clear)",
+                )
+            else:
+                self.log.warning(
+                    "Re-ingesting window %s of flow %s: the previous run %s ended with status %s, and this "
+                    "is a first try (a new DAG run or a clear), so a new run is created. (A retry would "
+                    "have adopted an accepted run of its own.)",
+                    window.describe(),
+                    flow_id,
+                    newest.id,
+                    newest.raw_status,
                 )
         return self._create(hook, request, seq), None
 
     def _sequence(self, context: Context, request: _RunRequest) -> _Sequence:
-        """Tell a first try from an automatic retry; find (3.3+) or start this sequence's stored entry."""
+        """Tell a first try from an automatic retry; find (3.3+) or start this sequence's stored entry.
+
+        ``max_tries`` identifies a sequence: Airflow sets it when the task instance is created and
+        again on every clear, never on an automatic retry. So a retry is told by values Airflow
+        recorded (the stored entry's ``max_tries`` on 3.3+, the previous try's in the task instance
+        history on 2.x), not by the operator's ``retries``, which may have changed since the clear;
+        only where neither exists (Airflow 3.0 to 3.2) ``max_tries - retries + 1`` decides.
+        """
         ti = context.get("ti")
+        store = get_task_state_store(context)
+        stored = self._read_store(store) if store is not None else None
         if ti is None:
             seq = _Sequence(first_try=1, retry=False)
         else:
             try_number = int(ti.try_number or 1)
-            first_try = first_try_of_sequence(int(ti.max_tries or 0), int(self.retries or 0))
-            seq = _Sequence(first_try=first_try, retry=try_number > first_try)
+            max_tries = int(ti.max_tries or 0)
+            first_try = first_try_of_sequence(max_tries, int(self.retries or 0))
+            retry = self._is_automatic_retry(ti, try_number, max_tries, stored)
+            seq = _Sequence(first_try, retry, max_tries, try_number)
         dag_run = context.get("dag_run")
         started = getattr(dag_run, "start_date", None)
         seq.started_at = started.timestamp() if started is not None else None
 
-        seq.store = get_task_state_store(context)
-        if seq.store is None:
+        seq.store = store
+        if store is None:
             return seq
         if not seq.retry:
             # A first try starts a new sequence: whatever an earlier one stored is no longer trusted.
             self._save(seq, request, run_id=None)
             return seq
-        stored = self._read_store(seq.store)
-        if stored and stored.get("first_try") == seq.first_try and request.matches(stored):
+        if stored and self._same_sequence(stored, seq) and request.matches(stored):
             seq.entry = stored
+            if isinstance(stored.get("first_try"), int):
+                seq.first_try = stored["first_try"]
         elif stored:
             self.log.info(
                 "Not reusing flow run %s from task_state_store: %s.",
@@ -462,6 +493,27 @@ class FlowServiceCreateRunOperator(BaseOperator):
                 else "an earlier sequence of tries stored it (the task was cleared since)",
             )
         return seq
+
+    def _is_automatic_retry(
+        self, ti: Any, try_number: int, max_tries: int, stored: Mapping[str, Any] | None
+    ) -> bool:
+        """True when this try is an automatic retry of the sequence an earlier try began."""
+        if try_number <= 1:
+            return False
+        stored_max, stored_try = (stored or {}).get("max_tries"), (stored or {}).get("try_number")
+        if isinstance(stored_max, int) and isinstance(stored_try, int) and stored_try < try_number:
+            return stored_max == max_tries
+        previous = previous_try_max_tries(ti)
+        if previous is not None:
+            return previous == max_tries
+        return is_automatic_retry(try_number, max_tries, int(self.retries or 0))
+
+    @staticmethod
+    def _same_sequence(stored: Mapping[str, Any], seq: _Sequence) -> bool:
+        """Whether a stored entry was written by this sequence (entries of older versions: by first try)."""
+        if isinstance(stored.get("max_tries"), int) and seq.max_tries is not None:
+            return bool(stored["max_tries"] == seq.max_tries)
+        return bool(stored.get("first_try") == seq.first_try)
 
     def _stored_run(self, hook: FlowServiceHook, run_id: str) -> FlowRun | None:
         """The run this sequence stored, if it is still running or ended accepted; else None."""
@@ -497,19 +549,24 @@ class FlowServiceCreateRunOperator(BaseOperator):
         )
         return None
 
-    @staticmethod
-    def _created_in_sequence(run: FlowRun, seq: _Sequence) -> bool:
+    def _created_in_sequence(self, run: FlowRun, seq: _Sequence) -> bool:
         """Whether a finished run was created by this sequence of tries (so a retry may adopt it).
 
         With this sequence's stored entry (3.3+) the answer is exact: a create was attempted and the
         run was not among those that existed before it. Without one, the run must be created at or
-        after the DAG run's start, which clearing a finished DAG run resets.
+        after the DAG run's start, which clearing a finished DAG run resets; with no start date to
+        compare, the answer is no (a new run rather than adopting one of unknown origin).
         """
         if seq.entry is not None:
             pre_existing = set(seq.entry.get("pre_existing") or ())
             return bool(seq.entry.get("create_attempted")) and run.id not in pre_existing
-        if seq.started_at is None:  # Airflow always sets it for a running task; tests may not
-            return True
+        if seq.started_at is None:
+            self.log.warning(
+                "Not adopting flow run %s: the DAG run has no start date, so this provider cannot tell "
+                "whether this sequence of tries created it; creating a new run.",
+                run.id,
+            )
+            return False
         return run.created_at is not None and run.created_at >= seq.started_at * 1000
 
     def _create(self, hook: FlowServiceHook, request: _RunRequest, seq: _Sequence | None) -> str:
@@ -560,6 +617,9 @@ class FlowServiceCreateRunOperator(BaseOperator):
             "window_start": request.window.start,
             "window_end": request.window.end,
             "first_try": seq.first_try,
+            # What Airflow recorded for this sequence (a clear changes max_tries), and who wrote it.
+            "max_tries": seq.max_tries,
+            "try_number": seq.try_number,
         }
         seq.entry = entry
         try:

@@ -21,6 +21,7 @@ from airflow_provider_flowservice.exceptions import (
     FlowServiceRunError,
 )
 from airflow_provider_flowservice.links.flow_service import (
+    KNOWN_RUN_URL_ATTR,
     FlowServiceRunLink,
     publish_run_url,
     pushed_run_url,
@@ -233,8 +234,21 @@ class FlowServiceRunSensor(BaseSensorOperator):
             self._last_status = run.raw_status
         if self._run_url is None and run.flow_id:
             self._run_url = self.hook.run_ui_url(run.flow_id, run_id)
-            publish_run_url(context["ti"], run_id, self._run_url, self.log)
+            if not self._published_earlier_in_try(context, self._run_url):
+                publish_run_url(context["ti"], run_id, self._run_url, self.log)
+            setattr(self, KNOWN_RUN_URL_ATTR, self._run_url)
         return run
+
+    def _published_earlier_in_try(self, context: Context, run_url: str) -> bool:
+        """Whether an earlier poke of this try already pushed ``run_url`` (reschedule mode).
+
+        In reschedule mode every poke is a new process; the URL never changes within a try, so it is
+        published once. ``task_reschedule_count`` (Airflow 3) is 0 on the first poke: nothing to
+        read then (reading a missing XCom logs an error there); later pokes, and Airflow 2, read it.
+        """
+        if not self.reschedule or context.get("task_reschedule_count") == 0:
+            return False
+        return pushed_run_url(context.get("ti"), self.log) == run_url
 
     def _complete(self, run: FlowRun | Mapping[str, Any]) -> dict[str, Any]:
         """Log the summary and apply the outcome rules; return the summary for XCom."""

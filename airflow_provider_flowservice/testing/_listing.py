@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -49,6 +49,24 @@ def matches(run: dict[str, Any], expression: str) -> bool:
     except ValueError:
         raise fail(400, BAD_REQUEST, f"Filter {expression!r} compares a non-numeric value.") from None
     return {">": left > right, "<": left < right, ">=": left >= right, "<=": left <= right}[op]
+
+
+def filter_field(expression: str) -> str:
+    """The property path a ``property=`` filter tests (``params.windowStartTime>=1`` -> that)."""
+    match = _FILTER.match(expression)
+    return (match.group(1) if match else expression).strip()
+
+
+def refuse_filters(filters: Iterable[str], refused: Collection[str]) -> None:
+    """Answer 400, as a server that cannot filter on a property does, for a filter on ``refused``."""
+    for expression in filters:
+        if filter_field(expression) in refused:
+            raise fail(
+                400,
+                BAD_REQUEST,
+                f"Filtering on property {filter_field(expression)!r} is not supported "
+                f"(filter {expression!r}).",
+            )
 
 
 def _encode(offset: int) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_flowservice.testing._listing import RunQuery, field_value
+from airflow_provider_flowservice.testing._listing import RunQuery, field_value, refuse_filters
 from airflow_provider_flowservice.testing._responses import BAD_REQUEST, Reply, fail
 from airflow_provider_flowservice.testing._sources import (
     DEFAULT_SOURCE,
@@ -84,6 +84,7 @@ class RunMeta:
     errors: list[dict[str, Any]]
     waiting_statuses: list[str]
     status_case: str | None
+    final_status: str | None = None
     polls: int = 0
     finished: bool = False
 
@@ -141,6 +142,7 @@ class EmulatorState:
         self.create_response_shape = create_response_shape
         self.page_size = page_size
         self.next_link_style = "absolute"
+        self.refused_filter_fields: frozenset[str] = frozenset()
         self.base_url = ""
         self.flows: dict[str, dict[str, Any]] = {}
         self.flow_options: dict[str, dict[str, Any]] = {}
@@ -362,6 +364,7 @@ class EmulatorState:
             errors=copy.deepcopy(list(errors)),
             waiting_statuses=[*options.get("extra_statuses", ()), "inProgress"],
             status_case=options.get("status_case"),
+            final_status=options.get("final_status"),
         )
         created = now_ms()
         run_id = str(uuid.uuid4())
@@ -441,7 +444,7 @@ class EmulatorState:
         self._set_status(run, meta, "inProgress")
         meta.finished = True
         outcome = meta.outcome
-        self._set_status(run, meta, outcome)
+        self._set_status(run, meta, meta.final_status or outcome)
         stamp = now_ms()
         metrics = run["metrics"]
         activity = run["activities"][0]
@@ -459,7 +462,7 @@ class EmulatorState:
             target["recordSummary"] = dict(records)
             target["fileSummary"] = dict(files)
             target["sizeSummary"] = dict(sizes)
-            if outcome != "failed":
+            if outcome != "failed" or meta.final_status:
                 target["durationSummary"]["completedAtUTC"] = stamp
         metrics["statusSummary"]["errors"] = copy.deepcopy(meta.errors)
         activity["statusSummary"]["errors"] = copy.deepcopy(meta.errors)
@@ -479,6 +482,7 @@ class EmulatorState:
     def list_runs(self, query: dict[str, list[str]]) -> Reply:
         """``GET /runs``: filter, order and page; never counts as a poll."""
         parsed = RunQuery.parse(query)
+        refuse_filters(parsed.filters, self.refused_filter_fields)
         with self.lock:
             for run_id in self.runs:
                 self._advance(run_id, poll=False)

@@ -255,6 +255,21 @@ class FlowServiceEmulator:
             raise ValueError(f"next_link_style must be 'absolute' or 'path', got {value!r}.")
         self._state.next_link_style = value
 
+    @property
+    def refused_filter_fields(self) -> frozenset[str]:
+        """Property paths ``GET /runs`` refuses to filter on (HTTP 400), e.g. ``{"params.windowStartTime"}``.
+
+        Default: none; every path filters with ``==``, ``!=``, ``>``, ``<``, ``>=``, ``<=``. Set it to
+        test a client's fallback for a server that does not filter on a property.
+        """
+        return self._state.refused_filter_fields
+
+    @refused_filter_fields.setter
+    def refused_filter_fields(self, value: Sequence[str]) -> None:
+        if isinstance(value, str):
+            raise ValueError("refused_filter_fields must be a collection of property paths, not one string.")
+        self._state.refused_filter_fields = frozenset(value)
+
     # ----- flows ----------------------------------------------------------------------------------
     def add_flow(
         self,
@@ -273,6 +288,7 @@ class FlowServiceEmulator:
         source_kind: str | None = None,
         dataset_id: str | None = None,
         on_demand: bool = True,
+        final_status: str | None = None,
     ) -> str:
         """Register a flow and return its id (a new UUID unless given).
 
@@ -294,6 +310,9 @@ class FlowServiceEmulator:
             ``kind="table"``), ``postgresql`` or ``salesforce``.
         :param dataset_id: the dataset its target connection writes to (default: a new id).
         :param on_demand: False makes ``POST /runs`` refuse the flow as not runnable on demand.
+        :param final_status: the status a finished run shows instead of its outcome's (e.g.
+            ``Cancelled``), with ``completedAtUTC`` set: a run that ended in a state the docs
+            do not list.
         """
         if outcome is not None:
             check_outcome(outcome)
@@ -308,6 +327,7 @@ class FlowServiceEmulator:
             "status_case": status_case,
             "extra_statuses": list(extra_statuses),
             "on_demand": on_demand,
+            "final_status": final_status,
         }
         return self._state.add_flow(
             flow_id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 import zlib
 from collections.abc import AsyncIterator, Mapping
@@ -27,6 +28,24 @@ from airflow_provider_flowservice.retry import is_transient, server_wait
 
 #: A poll request may run at least this long even when the deadline is nearer (one last look).
 MIN_REQUEST_SECONDS = 5.0
+
+COALESCE_POLLS = True
+"""Triggers that know their flow share one list request per flow per tick (``triggers/_flow_board.py``)."""
+
+MIN_POLL_INTERVAL = 1.0
+"""Shortest interval between two polls of one trigger: Airflow allows ``poke_interval=0``, which
+would poll in a hot loop. The environment variable :data:`MIN_POLL_INTERVAL_ENV` lowers it (the
+provider's own test suite does, to run fast); nothing else should."""
+MIN_POLL_INTERVAL_ENV = "FLOW_SERVICE_MIN_POLL_INTERVAL"
+
+
+def poll_interval_floor() -> float:
+    """:data:`MIN_POLL_INTERVAL`, or the lower value the environment sets (never below 1 ms)."""
+    raw = os.environ.get(MIN_POLL_INTERVAL_ENV)
+    try:
+        return max(float(raw), 0.001) if raw else MIN_POLL_INTERVAL
+    except ValueError:
+        return MIN_POLL_INTERVAL
 
 
 #: Besides the last poll, the deadline leaves this much of ``execution_timeout`` (at most; 5 % of
@@ -56,6 +75,41 @@ def deferral_end_time(
     return end
 
 
+MAX_EVENT_ERRORS = 20
+"""Distinct run errors an event carries (it is stored in the metadata database); the rest are counted."""
+MAX_ERROR_CHARS = 500
+"""Longest error message (and code) an event carries; longer ones are cut."""
+
+
+def _cut(text: Any, limit: int) -> str:
+    text = str(text or "")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def bounded_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """``summary`` with its errors bounded in count and size: distinct errors with a ``count``
+    (repeats folded), at most :data:`MAX_EVENT_ERRORS` of them, and one line that counts the rest."""
+    counted: dict[tuple[str, str], int] = {}
+    for item in summary.get("errors") or ():
+        key = (_cut(item.get("code"), MAX_ERROR_CHARS), _cut(item.get("message"), MAX_ERROR_CHARS))
+        counted[key] = counted.get(key, 0) + int(item.get("count") or 1)
+    items = list(counted.items())
+    errors: list[dict[str, Any]] = [
+        {"code": code, "message": message, "count": n} for (code, message), n in items[:MAX_EVENT_ERRORS]
+    ]
+    rest = items[MAX_EVENT_ERRORS:]
+    if rest:
+        errors.append(
+            {
+                "code": "more-errors",
+                "message": f"{sum(n for _, n in rest)} more error(s) of {len(rest)} other kind(s), not "
+                "carried in the trigger event: see the run in Experience Platform",
+                "count": 1,
+            }
+        )
+    return {**summary, "errors": errors, "errors_omitted": sum(n for _, n in rest)}
+
+
 def _utc(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
@@ -76,7 +130,8 @@ class FlowServiceRunTrigger(BaseTrigger):
 
     :param run_id: the flow run to watch.
     :param flow_service_conn_id: Airflow connection id (only the id travels; never a secret).
-    :param poll_interval: seconds between polls. Each trigger polls at its own offset within the
+    :param poll_interval: seconds between polls, at least :data:`MIN_POLL_INTERVAL` (a smaller
+        value, 0 included, is raised to it). Each trigger polls at its own offset within the
         interval (derived from the run id), so triggers started together do not poll together.
     :param end_time: deadline as unix epoch seconds; a ``timeout`` event fires once it passes.
     :param retry: ``RetryPolicy.to_dict()`` for the async hook; None = the hook's default.
@@ -96,7 +151,7 @@ class FlowServiceRunTrigger(BaseTrigger):
         super().__init__()  # type: ignore[no-untyped-call]
         self.run_id = run_id
         self.flow_service_conn_id = flow_service_conn_id
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = max(float(poll_interval), poll_interval_floor())
         self.end_time = float(end_time) if end_time is not None else time.time() + 24 * 3600
         self.retry = dict(retry) if retry is not None else None
         self.flow_id = flow_id
@@ -128,7 +183,7 @@ class FlowServiceRunTrigger(BaseTrigger):
                 "status": status,
                 "run_id": self.run_id,
                 "run_status": last.raw_status if last else None,
-                "summary": last.summary() if last else None,
+                "summary": bounded_summary(last.summary()) if last else None,
                 "message": message,
             }
         )
@@ -186,10 +241,45 @@ class FlowServiceRunTrigger(BaseTrigger):
         yield self._event(status, last, message)
 
     async def _wait(self, hook: Any) -> tuple[str, FlowRun | None, str]:
+        """Poll (coalesced with the flow's other triggers when ``flow_id`` is known); see :meth:`_poll`."""
+        if not self.flow_id or not COALESCE_POLLS:
+            return await self._poll(hook, None)
+        from airflow_provider_flowservice.triggers import _flow_board
+
+        board = _flow_board.join(
+            self.flow_service_conn_id, self.flow_id, self.poll_interval, self.retry, self.run_id
+        )
+        try:
+            return await self._poll(hook, board)
+        finally:
+            await _flow_board.leave(board, self.run_id)
+
+    def _schedule(self, board: Any, after: float) -> tuple[int, float]:
+        """(tick index, monotonic time) of the next poll at or after ``after``."""
+        if board is not None:
+            from airflow_provider_flowservice.triggers._flow_board import next_tick
+
+            return next_tick(board.flow_id, self.poll_interval, after)
+        return -1, after
+
+    async def _read(self, hook: Any, board: Any, index: int) -> FlowRun:
+        """This tick's view of the run: the flow's shared list when it shows the run still going,
+        else (not listed, ended, list failed, or a periodic check) ``GET /runs/{id}``."""
+        if board is not None and not board.should_check(self.run_id, index):
+            snapshot = await board.snapshot(index)
+            listed = snapshot.runs.get(self.run_id) if snapshot.runs is not None else None
+            if listed is not None and not listed.status.is_terminal:
+                return listed
+        return await hook.get_run(self.run_id)
+
+    async def _poll(self, hook: Any, board: Any) -> tuple[str, FlowRun | None, str]:
         """The polling loop: returns (event status, last run seen, message)."""
         last: FlowRun | None = None
         polls = 0
-        next_poll = time.monotonic() + self._first_poll_delay()
+        start = time.monotonic()
+        index, next_poll = self._schedule(board, start + self._first_poll_delay())
+        if board is not None:
+            index, next_poll = self._schedule(board, start)
         # Everything, this log line included, waits for the offset: a triggerer (re)start runs
         # every trigger up to here in one tick, and that tick must stay short.
         await self._sleep_until(next_poll)
@@ -204,7 +294,7 @@ class FlowServiceRunTrigger(BaseTrigger):
             hold_off = 0.0
             try:
                 async with asyncio.timeout(max(self.end_time - time.time(), MIN_REQUEST_SECONDS)):
-                    run = await hook.get_run(self.run_id)
+                    run = await self._read(hook, board, index)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -236,7 +326,10 @@ class FlowServiceRunTrigger(BaseTrigger):
                 return EVENT_TIMEOUT, last, message
             now = time.monotonic()
             # the next tick, unless the server asked for longer (a Retry-After beyond the hook's budget)
-            next_poll = max(self._next_poll(next_poll, now), now + hold_off)
+            if board is not None:
+                index, next_poll = self._schedule(board, max(next_poll + 1e-6, now, now + hold_off))
+            else:
+                next_poll = max(self._next_poll(next_poll, now), now + hold_off)
             await self._sleep_until(next_poll)
 
     async def _sleep_until(self, when: float) -> None:
@@ -248,6 +341,7 @@ __all__ = [
     "EVENT_ERROR",
     "EVENT_TERMINAL",
     "EVENT_TIMEOUT",
+    "MIN_POLL_INTERVAL",
     "MIN_REQUEST_SECONDS",
     "FlowServiceRunTrigger",
     "deferral_end_time",

@@ -64,11 +64,11 @@ async def test_one_client_per_hook_reused_and_closed(em: FlowServiceEmulator) ->
     _, run_id = make_run(em)
     hook = FlowServiceAsyncHook(retry=FAST)
     await hook.get_run(run_id)
-    client = hook._client
+    session = hook._session
     await hook.get_run(run_id)
-    assert hook._client is client and client is not None
+    assert hook._session is session and session is not None
     await hook.aclose()
-    assert client.is_closed
+    assert session.closed
     await hook.aclose()  # idempotent
 
 
@@ -240,21 +240,22 @@ async def test_pagination_async(em: FlowServiceEmulator) -> None:
         assert len(await hook.list_runs(flow, limit=3)) == 3
 
 
-async def test_hooks_on_one_loop_share_one_http_client(em: FlowServiceEmulator) -> None:
-    """A triggerer runs many triggers in one loop: one client (one SSL context, one pool) serves all."""
+async def test_hooks_on_one_loop_share_one_aiohttp_session(em: FlowServiceEmulator) -> None:
+    """A triggerer runs many triggers in one loop: one session (one connector pool) serves all."""
     _, run_id = make_run(em, outcome="success", polls_to_finish=5)
     token_requests_before = em.token_requests
     hooks = [FlowServiceAsyncHook(retry=FAST) for _ in range(50)]
     await asyncio.gather(*(h.get_run(run_id) for h in hooks))
-    clients = {id(h._client) for h in hooks}
-    assert len(clients) == 1
-    shared = hooks[0]._client
+    sessions = {id(h._session) for h in hooks}
+    assert len(sessions) == 1
+    shared = hooks[0]._session
     assert shared is not None
+    assert shared.connector is not None and shared.connector.limit == 100
     for h in hooks[:-1]:
         await h.aclose()
-    assert not shared.is_closed  # still used by the last hook
+    assert not shared.closed  # still used by the last hook
     await hooks[-1].aclose()
-    assert shared.is_closed
+    assert shared.closed
     assert em.token_requests - token_requests_before == 1
 
 

@@ -20,6 +20,7 @@ from airflow_provider_flowservice.exceptions import (
     FlowServiceApiError,
     FlowServiceAuthError,
     FlowServiceConfigError,
+    FlowServiceError,
     FlowServiceRetryError,
 )
 from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
@@ -351,6 +352,68 @@ def test_a_run_that_echoes_its_window_in_milliseconds_is_still_found(
     run["params"].update(windowStartTime=W_START * 1000, windowEndTime=str(W_END * 1000))
     run["activities"] = []  # only params say where the window is
     assert [r.id for r in hook.find_runs_for_window(flow, W_START, W_END)] == [run_id]
+
+
+def history(em: FlowServiceEmulator, hook: FlowServiceHook, flow: str, count: int) -> list[int]:
+    """``count`` runs of ``flow``, one per consecutive hourly window, oldest window first; window starts."""
+    starts = [W_START + 3600 * i for i in range(count)]
+    for start in starts:
+        hook.create_run(flow, start, start + 3600)
+    return starts
+
+
+def window_lookups(em: FlowServiceEmulator) -> list[Any]:
+    return [r for r in fs_requests(em, "GET", FS + "/runs") if r.path == FS + "/runs"]
+
+
+def test_an_old_window_is_found_among_350_runs_at_a_cost_independent_of_history(
+    em: FlowServiceEmulator, hook: FlowServiceHook
+) -> None:
+    """Issue 10: client-side filtering of at most 20 pages missed older windows (and cost 20 calls)."""
+    flow = em.add_flow(kind="file", polls_to_finish=0)
+    starts = history(em, hook, flow, 350)
+    em.reset_requests()
+    found = hook.find_runs_for_window(flow, starts[0], starts[0] + 3600)
+    assert len(found) == 1 and (found[0].window_start, found[0].window_end) == (starts[0], starts[0] + 3600)
+    lookups = window_lookups(em)
+    assert len(lookups) == 2  # seconds (==) and milliseconds (>=, <=): nothing grows with history
+    assert all(f"flowId=={flow}" in r.query["property"] for r in lookups)
+    assert f"params.windowStartTime=={starts[0]}" in lookups[0].query["property"]
+    assert f"params.windowStartTime>={starts[0] * 1000}" in lookups[1].query["property"]
+
+
+def test_a_refused_window_filter_falls_back_to_reading_every_run(
+    em: FlowServiceEmulator,
+    hook: FlowServiceHook,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    em.page_size = 25
+    flow = em.add_flow(kind="file", polls_to_finish=0)
+    starts = history(em, hook, flow, 60)
+    em.refused_filter_fields = {"params.windowStartTime"}
+    em.reset_requests()
+    found = hook.find_runs_for_window(flow, starts[0], starts[0] + 3600)
+    assert [r.window_start for r in found] == [starts[0]]
+    assert len(window_lookups(em)) == 1 + 3  # the refused query, then 3 pages of 25
+    assert "refused to filter runs by window" in caplog.text + capfd.readouterr().out
+
+
+def test_a_refused_window_filter_on_a_long_history_refuses_to_answer_none(
+    em: FlowServiceEmulator, hook: FlowServiceHook
+) -> None:
+    """A partial listing cannot prove that no run of the window exists: it says so instead."""
+    flow = em.add_flow(kind="file", polls_to_finish=0)
+    starts = history(em, hook, flow, 350)  # page size 10: 35 pages, more than the fallback reads
+    em.refused_filter_fields = {"params.windowStartTime", "params.windowEndTime"}
+    em.reset_requests()
+    with pytest.raises(FlowServiceError) as err:
+        hook.find_runs_for_window(flow, starts[0], starts[0] + 3600)
+    message = str(err.value)
+    assert "cannot tell whether a run of window" in message and "No run was created" in message
+    assert "reuse_existing_run=False" in message and "params.windowStartTime" in message
+    assert len(window_lookups(em)) == 1 + 20
+    assert not fs_requests(em, "POST")
 
 
 def test_get_flow_returns_a_typed_flow(em: FlowServiceEmulator, hook: FlowServiceHook) -> None:

@@ -73,9 +73,26 @@ def after_clear() -> FakeTI:
     return FakeTI(3, 3)
 
 
+class DagRunOfTest:
+    """What the operator reads from a DAG run: its start date (the reuse rule's cutoff before 3.3)."""
+
+    def __init__(self, start_date: datetime | None) -> None:
+        self.start_date = start_date
+
+
+#: The current test's DAG run (reset before each test by the suite's conftest).
+DAG_RUN = DagRunOfTest(datetime.now(UTC))
+
+
+def start_dag_run() -> DagRunOfTest:
+    """A new DAG run starts now: every context built from here on belongs to it."""
+    DAG_RUN.start_date = datetime.now(UTC)
+    return DAG_RUN
+
+
 def context_for(ti: FakeTI, *, window: tuple[int, int] | None = (JAN1, JAN2), **extra: Any) -> dict[str, Any]:
-    """A task context with ``ti`` and a daily data interval (or none with ``window=None``)."""
-    context: dict[str, Any] = {"ti": ti}
+    """A task context: ``ti``, the test's DAG run, a daily data interval (none with ``window=None``)."""
+    context: dict[str, Any] = {"ti": ti, "dag_run": DAG_RUN}
     if window is not None:
         context["data_interval_start"] = pendulum.from_timestamp(window[0], tz="UTC")
         context["data_interval_end"] = pendulum.from_timestamp(window[1], tz="UTC")

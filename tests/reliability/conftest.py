@@ -14,7 +14,7 @@ import pytest
 
 from airflow_provider_flowservice.auth import TOKEN_CACHE
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
-from tests.reliability._support import serve_tls
+from tests.reliability._support import serve_tls, start_dag_run
 
 SECRET = f"s3cr3t-{uuid.uuid4()}"
 """The client secret of every emulator here: distinctive, so a grep for it cannot match by chance."""
@@ -91,3 +91,10 @@ def self_signed_url(tmp_path: Path) -> Iterator[str]:
     yield f"https://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def _dag_run_started() -> None:
+    """Each test is one DAG run that starts when the test does (the reuse rule reads its start date)."""
+    start_dag_run()
+

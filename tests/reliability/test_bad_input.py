@@ -1,4 +1,4 @@
-"""Every row of the README's "Errors and their fixes" table, run for real.
+"""Every row of the "Errors and their fixes" table (docs/errors.md), run for real.
 
 What the user did -> the message they see.
 
@@ -44,7 +44,7 @@ from tests.reliability._support import (
 
 pytestmark = pytest.mark.timeout(60)
 
-DOC = Path(__file__).resolve().parents[2] / "README.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 DOC_SECTION = "## Errors and their fixes"
 UNKNOWN_FLOW = "0b7a3f4e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
 
@@ -53,7 +53,7 @@ UNKNOWN_FLOW = "0b7a3f4e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
 class Case:
     """One row: how to provoke it, what must be in the message, and whether it is caught before sending."""
 
-    row: str  # the "what the user did" cell of the README's errors table
+    row: str  # the "what the user did" cell of the errors table of docs/errors.md
     error: type[BaseException]
     names: list[str]  # the bad value, as the message shows it
     fix: list[str]  # the fix, as the message says it
@@ -184,7 +184,7 @@ CASES: dict[str, Case] = {
 
 
 def doc_rows() -> dict[str, list[str]]:
-    """The table of the README's errors section: first cell -> all cells."""
+    """The table of docs/errors.md: first cell -> all cells."""
     rows: dict[str, list[str]] = {}
     section = DOC.read_text().split(DOC_SECTION, 1)[1].split("\n## ", 1)[0]
     for line in section.splitlines():
@@ -225,10 +225,10 @@ def test_bad_input_row(key: str, emu: FlowServiceEmulator, define_conn: Callable
         assert len(posts(emu)) <= 1  # refused once, not retried
     # the document shows what the code says, and says whether it is caught before sending
     row = doc_rows().get(case.row)
-    assert row is not None, f"the README's errors table has no row {case.row!r}"
+    assert row is not None, f"the errors table of docs/errors.md has no row {case.row!r}"
     _, shown, fix, before = row[:4]
     for piece in shown_pieces(shown):
-        assert piece in message, f"the README's errors table shows {piece!r}, the code says {message!r}"
+        assert piece in message, f"docs/errors.md shows {piece!r}, the code says {message!r}"
     assert fix
     assert before.lower().startswith("yes" if case.pre_send else "no"), before
 
@@ -315,6 +315,6 @@ def test_untrusted_certificate_fails_at_once_naming_the_fix(
     assert self_signed_url.removeprefix("https://") in message  # the bad value
     row = doc_rows()[TLS_ROW]
     for piece in shown_pieces(row[1]):
-        assert piece in message, f"the README's errors table shows {piece!r}, the code says {message!r}"
+        assert piece in message, f"docs/errors.md shows {piece!r}, the code says {message!r}"
     assert row[3].lower().startswith("no")
     assert posts(emu) == []  # the run was never created

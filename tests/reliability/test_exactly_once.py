@@ -136,8 +136,9 @@ def test_transient_faults_on_polls_do_not_end_the_wait(emu: FlowServiceEmulator,
     assert not emu.pending_faults
 
 
-def test_retry_lookup_follows_pagination_to_an_older_run(emu: FlowServiceEmulator) -> None:
-    """A retry finds its window's run on page 4 of the flow's runs (page size 2), and waits on it."""
+def test_retry_lookup_finds_an_older_run_without_paging_the_history(emu: FlowServiceEmulator) -> None:
+    """A retry finds its window's run although 6 newer runs of the flow fill 3 pages (page size 2):
+    the server filters by window, so the look-up reads no page of other windows, and waits on it."""
     emu.page_size = 2
     flow = emu.add_flow(seconds_to_finish=1.0)
     hook = FlowServiceHook(retry=FAST)
@@ -149,7 +150,9 @@ def test_retry_lookup_follows_pagination_to_an_older_run(emu: FlowServiceEmulato
     assert done.result == mine
     assert posts(emu) == []
     pages = lists(emu)
-    assert len(pages) >= 4 and all("continuationToken" in p.query for p in pages[1:])
+    assert len(pages) == 2 and not any("continuationToken" in p.query for p in pages)
+    assert all(f"params.windowEndTime=={JAN2}" in p.query["property"] or
+               f"params.windowEndTime>={JAN2 * 1000}" in p.query["property"] for p in pages)
     assert status_of(emu, mine) == "success"
     assert len(emu.runs_for_flow(flow)) == 7
 

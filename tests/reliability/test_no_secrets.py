@@ -468,13 +468,15 @@ def test_tls_verification_is_on_by_default(
 
 
 async def test_async_client_verifies_tls_by_default(emu: FlowServiceEmulator) -> None:
+    from airflow_provider_flowservice.hooks import _session
+
     hook = FlowServiceAsyncHook(retry=FAST)
     try:
-        shared = await hook._get_client()  # lanes are transports: they never follow redirects
-        context = shared.ssl_context
+        settings = await hook.get_settings()
+        context = await _session.ssl_for(settings.tls_verify())
+        assert isinstance(context, ssl.SSLContext)
         assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname is True
-        assert shared.token_client.follow_redirects is False
     finally:
         await hook.aclose()
     sync = FlowServiceHook()
-    assert sync.settings.verify is True and sync.session.verify is True
+    assert sync.settings.verify is True and sync.settings.tls_verify() == settings.tls_verify()

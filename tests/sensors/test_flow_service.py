@@ -333,3 +333,40 @@ def test_execute_complete_error_event_keeps_the_message(context: dict) -> None:
     with pytest.raises(FlowServiceError, match=message) as caught:
         _sensor("run-1").execute_complete(context, _event("error", message=message))
     assert not isinstance(caught.value, AirflowFailException)  # may be fixed and retried
+
+
+class ReadingTI(RecordingTI):
+    """RecordingTI that can also read back its own XCom (as pushed_run_url does)."""
+
+    task_id = "wait"
+    map_index = -1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: list[str] = []
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        super().xcom_push(key, value)
+        self.keys.append(key)
+
+    def xcom_pull(self, task_ids: str, key: str, map_indexes: int = -1) -> Any:
+        return self.xcom.get(key)
+
+
+@pytest.mark.parametrize("airflow_3_context", [True, False], ids=["reschedule-count", "no-count"])
+def test_reschedule_mode_publishes_the_link_once_per_try(
+    flow_service_conn: FlowServiceEmulator, airflow_3_context: bool
+) -> None:
+    """Issue 10: every reschedule poke (a new process: a new sensor object) wrote the link XCom."""
+    run_id = _run(flow_service_conn, polls=3)
+    ti = ReadingTI()
+    for poke in range(3):
+        sensor = _sensor(run_id, mode="reschedule")  # as a fresh process builds it
+        context: dict[str, Any] = {"ti": ti}
+        if airflow_3_context:
+            context["task_reschedule_count"] = poke
+        assert sensor.poke(context) is False
+    assert ti.keys.count("run_url") == 1
+    if AIRFLOW_V_3_0_PLUS:
+        assert ti.keys.count(FlowServiceRunLink().xcom_key) == 1
+    assert flow_service_conn.runs[run_id]["flowId"] in ti.xcom["run_url"]

@@ -727,3 +727,35 @@ def test_cli_refuses_bad_flow() -> None:
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert result.returncode == 2 and "ID:file" in result.stderr and "'x:stream'" in result.stderr
+
+
+def test_list_filters_on_the_window_params_with_every_operator(emu: FlowServiceEmulator, api: Api) -> None:
+    flow = emu.add_flow(kind="file")
+    starts = (START, START + 60, START + 120)
+    ids = {start: api.post_run(flow, start, start + 60).json()["items"][0]["id"] for start in starts}
+
+    def listed(*filters: str) -> set[str]:
+        body = api.get("/runs", params={"property": [f"flowId=={flow}", *filters]}).json()
+        return {r["id"] for r in body["items"]}
+
+    assert listed(f"params.windowStartTime=={START + 60}") == {ids[START + 60]}
+    assert listed(f"params.windowStartTime!={START + 60}") == {ids[START], ids[START + 120]}
+    middle = {ids[START + 60]}
+    assert listed(f"params.windowStartTime>={START + 60}", f"params.windowEndTime<={START + 120}") == middle
+    assert listed(f"params.windowStartTime>{START}", f"params.windowStartTime<{START + 120}") == middle
+    assert listed(f"params.windowStartTime>={START * 1000}") == set()
+
+
+def test_refused_filter_fields_answer_400_for_those_properties_only(
+    emu: FlowServiceEmulator, api: Api
+) -> None:
+    flow = emu.add_flow(kind="file")
+    api.post_run(flow)
+    emu.refused_filter_fields = {"params.windowStartTime"}
+    refused = api.get("/runs", params={"property": [f"flowId=={flow}", f"params.windowStartTime>={START}"]})
+    assert refused.status_code == 400
+    assert "params.windowStartTime" in refused.json()["title"] + json.dumps(refused.json())
+    allowed = {"property": [f"flowId=={flow}", f"params.windowEndTime=={END}"]}
+    assert api.get("/runs", params=allowed).status_code == 200
+    with pytest.raises(ValueError, match="collection of property paths"):
+        emu.refused_filter_fields = "params.windowStartTime"  # type: ignore[assignment]

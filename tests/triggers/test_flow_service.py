@@ -265,7 +265,7 @@ async def test_cancellation_closes_hook_and_reraises(emu, logs):
     with pytest.raises(asyncio.CancelledError):
         await task
     (hook,) = RecordingTrigger.hooks
-    assert hook._client is None  # aclose() ran
+    assert hook._session is None  # aclose() ran
     assert "the trigger was cancelled" in logs()
     polls = gets_of(emu, run_id)
     await asyncio.sleep(0.2)
@@ -280,7 +280,7 @@ async def test_hook_closed_after_normal_end(emu):
         run_id, poll_interval=0.01, end_time=time.time() + 10, retry=FAST_RETRY.to_dict()
     )
     await collect(trigger)
-    assert RecordingTrigger.hooks[0]._client is None
+    assert RecordingTrigger.hooks[0]._session is None
 
 
 async def test_never_blocks_the_event_loop(emu):

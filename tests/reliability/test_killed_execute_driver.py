@@ -1,4 +1,6 @@
-"""The worker dies after the run was created: the retry adopts that run instead of creating another.
+"""A killed ``execute()`` driver after the run was created: the retry adopts that run instead of
+creating another. (The driver is a bare subprocess running the operator, not an Airflow worker;
+killing real Airflow processes is the deployment test's.)
 
 The first try runs in a real subprocess (a DAG file in a temporary dags folder, its task executed
 by a small driver), which is SIGKILLed as soon as the emulator has the ``POST /runs``, before the
@@ -108,7 +110,7 @@ def load_task(dag_file: Path) -> Any:
     return module.dag.get_task("ingest")
 
 
-def test_retry_after_worker_death_adopts_the_run_and_a_clear_reingests(
+def test_retry_after_a_killed_execute_driver_adopts_the_run_and_a_clear_reingests(
     emu: FlowServiceEmulator, tmp_path: Path
 ) -> None:
     flow = emu.add_flow(seconds_to_finish=1.0)

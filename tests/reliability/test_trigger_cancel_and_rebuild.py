@@ -1,5 +1,6 @@
-"""The triggerer restarts while a deferred task waits: the trigger is rebuilt from its serialized
-kwargs in a new process (new event loop, empty token cache) and resumes polling the same run.
+"""A deferred task's trigger is cancelled mid-poll and rebuilt from its serialized kwargs, in this
+process (a new event loop, an empty token cache), and resumes polling the same run. This is what
+a triggerer restart does to a trigger; a real triggerer process kill is the deployment test's.
 
 tests/triggers cancels a trigger between polls in the same loop; here the operator defers, the
 trigger is cancelled while a status request is in flight, and the task completes from the event
@@ -37,7 +38,9 @@ def rebuild(classpath: str, kwargs: dict[str, Any]) -> Any:
     return getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
 
 
-def test_triggerer_restart_mid_poll_resumes_the_same_run(emu: FlowServiceEmulator) -> None:
+def test_trigger_cancelled_mid_poll_and_rebuilt_from_its_kwargs_resumes_the_same_run(
+    emu: FlowServiceEmulator,
+) -> None:
     flow = emu.add_flow(polls_to_finish=4)
     op = make_op(flow, deferrable=True, poll_interval=0.05)
     context: Any = context_for(first_try())
@@ -91,7 +94,7 @@ def test_triggerer_restart_mid_poll_resumes_the_same_run(emu: FlowServiceEmulato
     assert [r["id"] for r in emu.runs_for_flow(flow)] == [run_id]
 
 
-def test_restart_after_the_deadline_times_out_at_once(emu: FlowServiceEmulator) -> None:
+def test_trigger_rebuilt_after_the_deadline_times_out_at_once(emu: FlowServiceEmulator) -> None:
     """The deadline is absolute (epoch seconds in the kwargs): a restart does not extend the wait."""
     flow = emu.add_flow(seconds_to_finish=600)
     op = make_op(flow, deferrable=True, timeout=0.5)
