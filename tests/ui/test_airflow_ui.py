@@ -149,28 +149,66 @@ def _wait_runs_done(airflow: AirflowDeployment, dag_id: str, count: int, timeout
     return wait_for(f"{count} run(s) of {dag_id} to end", done, timeout)
 
 
+#: The Trigger / Backfill dialog (a date picker's popover is a dialog too, of scope "popover").
+TRIGGER_DIALOG = "[data-scope=dialog][data-part=content]"
+
+
 def _open_trigger_form(page: Any, base_url: str, dag_id: str) -> Any:
     page.goto(f"{base_url}/dags/{dag_id}", wait_until="domcontentloaded")
     page.get_by_role("button", name="Trigger").first.click()
-    return page.get_by_role("dialog")
+    dialog = page.locator(TRIGGER_DIALOG)
+    dialog.wait_for()
+    return dialog
+
+
+def _picker(dialog: Any, label: str) -> Any:
+    """The date-time picker of the form field labelled ``label``."""
+    field = dialog.get_by_role("group").filter(has=dialog.page.get_by_text(label, exact=True))
+    return field.get_by_test_id("datetime-input")
+
+
+def _pick(page: Any, picker: Any, day: str, time: str) -> None:
+    """Type into a date-time picker's popover as a user does (Airflow 3.x: YYYY/MM/DD and HH:mm)."""
+    picker.click()
+    page.get_by_placeholder("YYYY/MM/DD").fill(day)
+    page.get_by_placeholder("HH:mm").fill(time)
+    _close_popover(page)
+
+
+def _close_popover(page: Any) -> None:
+    # A click outside (on the dialog's title) closes the popover.
+    page.locator(TRIGGER_DIALOG).get_by_text(re.compile(r"^(Trigger Dag|Run Backfill) - ")).click()
+    page.get_by_placeholder("YYYY/MM/DD").wait_for(state="detached")
 
 
 def test_trigger_form_refuses_a_malformed_window_and_runs_a_good_one(
     page: Any, base_url: str, emulator: FlowServiceEmulator, airflow: AirflowDeployment
 ) -> None:
     dialog = _open_trigger_form(page, base_url, MANUAL)
-    start, end = dialog.locator("#element_window_start"), dialog.locator("#element_window_end")
-    # date-time params get date-time pickers: a malformed window cannot even be typed in.
-    assert start.get_attribute("type") == end.get_attribute("type") == "datetime-local"
-    for bad in ("yesterday", "2025-13-01T00:00", "2025-01-01 00:00:00+00:00"):
-        with pytest.raises(Exception, match="Malformed value"):
-            start.fill(bad, timeout=5_000)
-    start.fill("2025-03-01T00:00")
-    end.fill("2025-03-02T00:00")
+    start, end = _picker(dialog, "Window start"), _picker(dialog, "Window end")
+    # date-time params get date-time pickers that refuse a malformed date or time and keep the value.
+    shown = start.inner_text()
+    start.click()
+    for bad, error in (
+        ("yesterday", "Invalid date format."),
+        ("2025/13/01", "Invalid date format."),
+        ("2025-03-01", "Invalid date format."),
+    ):
+        page.get_by_placeholder("YYYY/MM/DD").fill(bad)
+        page.get_by_text(error).wait_for()
+        assert start.inner_text() == shown, (bad, start.inner_text())  # the old value is kept
+    page.get_by_placeholder("YYYY/MM/DD").fill("2025/03/01")
+    page.get_by_placeholder("HH:mm").fill("25:00")
+    page.get_by_text("Invalid time format.").wait_for()
+    _close_popover(page)
+    _pick(page, start, "2025/03/01", "00:00")
+    _pick(page, end, "2025/03/02", "00:00")
+    assert start.inner_text().strip() == "Mar 01, 2025 00:00", start.inner_text()
+    assert end.inner_text().strip() == "Mar 02, 2025 00:00", end.inner_text()
     DOCS_IMG.mkdir(parents=True, exist_ok=True)
     dialog.screenshot(path=str(DOCS_IMG / "trigger-form.png"))
     with page.expect_response(lambda r: "/dagRuns" in r.url and r.request.method == "POST") as answer:
-        dialog.get_by_role("button", name="Trigger").click()
+        dialog.get_by_test_id("trigger-dag-submit").click()
     assert answer.value.status == 200, answer.value.text()
 
     (run,) = _wait_runs_done(airflow, MANUAL, 1)
@@ -215,9 +253,8 @@ def test_backfill_dialog_with_its_defaults_runs_exactly_the_chosen_days(
     first, last = _midnight(3), _midnight(1)
     dialog = _open_trigger_form(page, base_url, BACKFILL)
     dialog.get_by_text("Backfill", exact=True).click()
-    pickers = dialog.get_by_placeholder("Select date and time")
-    pickers.nth(0).fill(first.strftime("%Y-%m-%dT%H:%M"))
-    pickers.nth(1).fill(last.strftime("%Y-%m-%dT%H:%M"))
+    _pick(page, _picker(dialog, "From"), first.strftime("%Y/%m/%d"), "00:00")
+    _pick(page, _picker(dialog, "To"), last.strftime("%Y/%m/%d"), "00:00")
     unpause = dialog.get_by_text(f"Unpause {BACKFILL} on trigger")
     unpause.wait_for()  # left ticked, as the dialog offers it
     dialog.get_by_text("3 runs will be triggered").wait_for()
@@ -262,8 +299,11 @@ def test_task_log_shows_run_id_window_status_changes_and_counts(
     page: Any, base_url: str, emulator: FlowServiceEmulator, airflow: AirflowDeployment
 ) -> None:
     runs = [r for r in _dag_runs(airflow, BACKFILL) if r[1] == "success"]
-    if not runs:
-        pytest.fail("needs the backfill test's runs (run the file in order)")
+    if not runs:  # run alone: make a run of its own (in file order, the backfill test's are reused)
+        airflow.cli("dags", "unpause", BACKFILL)
+        airflow.cli("dags", "trigger", BACKFILL, "--logical-date", _midnight(10).isoformat())
+        runs = [r for r in _wait_runs_done(airflow, BACKFILL, 1) if r[1] == "success"]
+        assert runs, airflow.log_tails()
     run_id, *_, start, end, _conf = runs[0]
     flow_run = next(
         r
