@@ -1,30 +1,26 @@
-"""What a user clicks in Airflow 3.x's UI, in a real Chromium: connection form and Test, the manual
-DAG's trigger form, the Backfill dialog, the extra link and the task log (see conftest.py).
+"""What a user clicks in Airflow 3.x's UI, in a real Chromium: the connection form and its Test
+button (see conftest.py).
 
-The tests share one deployment and run in file order; each saves a screenshot when it fails, and
-three write the docs' screenshots (``docs/img/``) when they pass.
+The tests share one deployment; each saves a screenshot when it fails, and the first writes the
+docs' screenshot ``docs/img/connection-form.png`` when it passes.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 
 from airflow_provider_flowservice.connection import DEFAULT_IMS_TOKEN_URL
-from airflow_provider_flowservice.links.flow_service import FlowServiceRunLink
-from airflow_provider_flowservice.testing.emulator import DEFAULT_FLOW_ID, FlowServiceEmulator
-from tests.system._airflow_services import AirflowDeployment, wait_for
+from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
+from tests.system._airflow_services import AirflowDeployment
 from tests.ui.conftest import DOCS_IMG
 
 # Generous: the first test also pays for starting Airflow, minutes on a loaded 2-core machine.
 pytestmark = pytest.mark.timeout(900)
 
-LINK_LABEL = FlowServiceRunLink.name
 #: Airflow's Test button tests a copy of the connection under a random 8-letter id.
 TEMPORARY_ID = re.compile(r"'[A-Za-z0-9]{8}'")
 
@@ -123,166 +119,3 @@ def test_test_with_a_wrong_secret_says_what_is_wrong_without_a_temporary_id(
     assert not TEMPORARY_ID.search(message), message
     assert "aep_wrong_secret" not in message and "not-the-secret" not in message
     page.get_by_text("IMS refused the client").first.wait_for()
-
-
-# ------------------------------------------------------------------ the manual DAG's trigger form
-MANUAL = "example_flow_service_manual"
-BACKFILL = "example_flow_service_backfill"
-
-
-def _dag_runs(airflow: AirflowDeployment, dag_id: str) -> list[tuple[Any, ...]]:
-    return airflow.query(
-        "SELECT run_id, state, run_type, data_interval_start, data_interval_end, conf FROM dag_run "
-        "WHERE dag_id = ? ORDER BY id",
-        (dag_id,),
-    )
-
-
-def _wait_runs_done(airflow: AirflowDeployment, dag_id: str, count: int, timeout: float = 240) -> list[Any]:
-    def done() -> list[Any] | None:
-        airflow.check_alive()
-        runs = _dag_runs(airflow, dag_id)
-        if len(runs) >= count and all(r[1] in ("success", "failed") for r in runs):
-            return runs
-        return None
-
-    return wait_for(f"{count} run(s) of {dag_id} to end", done, timeout)
-
-
-def _open_trigger_form(page: Any, base_url: str, dag_id: str) -> Any:
-    page.goto(f"{base_url}/dags/{dag_id}", wait_until="domcontentloaded")
-    page.get_by_role("button", name="Trigger").first.click()
-    return page.get_by_role("dialog")
-
-
-def test_trigger_form_refuses_a_malformed_window_and_runs_a_good_one(
-    page: Any, base_url: str, emulator: FlowServiceEmulator, airflow: AirflowDeployment
-) -> None:
-    dialog = _open_trigger_form(page, base_url, MANUAL)
-    start, end = dialog.locator("#element_window_start"), dialog.locator("#element_window_end")
-    # date-time params get date-time pickers: a malformed window cannot even be typed in.
-    assert start.get_attribute("type") == end.get_attribute("type") == "datetime-local"
-    for bad in ("yesterday", "2025-13-01T00:00", "2025-01-01 00:00:00+00:00"):
-        with pytest.raises(Exception, match="Malformed value"):
-            start.fill(bad, timeout=5_000)
-    start.fill("2025-03-01T00:00")
-    end.fill("2025-03-02T00:00")
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    dialog.screenshot(path=str(DOCS_IMG / "trigger-form.png"))
-    with page.expect_response(lambda r: "/dagRuns" in r.url and r.request.method == "POST") as answer:
-        dialog.get_by_role("button", name="Trigger").click()
-    assert answer.value.status == 200, answer.value.text()
-
-    (run,) = _wait_runs_done(airflow, MANUAL, 1)
-    assert run[1] == "success", airflow.log_tails()
-    window = (
-        int(datetime(2025, 3, 1, tzinfo=UTC).timestamp()),
-        int(datetime(2025, 3, 2, tzinfo=UTC).timestamp()),
-    )
-    windows = [
-        (int(r["params"]["windowStartTime"]), int(r["params"]["windowEndTime"]))
-        for r in emulator.runs_for_flow(DEFAULT_FLOW_ID)
-    ]
-    assert windows.count(window) == 1, windows
-
-
-# ------------------------------------------------------------------ Backfill dialog, extra link, task log
-def _midnight(days_ago: int) -> datetime:
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return today - timedelta(days=days_ago)
-
-
-def _seconds(value: str) -> int:
-    parsed = datetime.fromisoformat(value.replace(" ", "T"))
-    return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp())
-
-
-def _ti_page(base_url: str, dag_id: str, run_id: str, task_id: str) -> str:
-    return f"{base_url}/dags/{dag_id}/runs/{quote(run_id, safe='')}/tasks/{task_id}"
-
-
-def _link_href(page: Any) -> str | None:
-    link = page.get_by_role("link", name=LINK_LABEL)
-    link.first.wait_for(timeout=30_000)
-    return str(link.first.get_attribute("href"))
-
-
-def test_backfill_dialog_with_its_defaults_runs_exactly_the_chosen_days(
-    page: Any, base_url: str, emulator: FlowServiceEmulator, airflow: AirflowDeployment
-) -> None:
-    # The last three whole days: logical dates D-3, D-2, D-1 (each run ingests the day after its
-    # logical date). The newest is the day catchup=False schedules on unpause: no extra run.
-    first, last = _midnight(3), _midnight(1)
-    dialog = _open_trigger_form(page, base_url, BACKFILL)
-    dialog.get_by_text("Backfill", exact=True).click()
-    pickers = dialog.get_by_placeholder("Select date and time")
-    pickers.nth(0).fill(first.strftime("%Y-%m-%dT%H:%M"))
-    pickers.nth(1).fill(last.strftime("%Y-%m-%dT%H:%M"))
-    unpause = dialog.get_by_text(f"Unpause {BACKFILL} on trigger")
-    unpause.wait_for()  # left ticked, as the dialog offers it
-    dialog.get_by_text("3 runs will be triggered").wait_for()
-    with page.expect_response(lambda r: "/backfills" in r.url and r.request.method == "POST") as answer:
-        dialog.get_by_role("button", name="Run Backfill").click()
-    assert answer.value.status == 200, answer.value.text()
-
-    # While the first task waits in the triggerer, its extra link already has the promised label/URL.
-    def deferred() -> str | None:
-        rows = airflow.query(
-            "SELECT run_id FROM task_instance WHERE dag_id = ? AND state = 'deferred'", (BACKFILL,)
-        )
-        return str(rows[0][0]) if rows else None
-
-    run_id = wait_for("a deferred task of the backfill", deferred, 180, interval=0.3)
-    page.goto(_ti_page(base_url, BACKFILL, run_id, "ingest_interval"), wait_until="domcontentloaded")
-    href = _link_href(page)
-    assert href and href.startswith("https://experience.adobe.com/#/platform/source/dataflows/"), href
-    assert f"/dataflows/{DEFAULT_FLOW_ID}/runs?" in href and f"org={emulator.org_id}" in href
-
-    runs = _wait_runs_done(airflow, BACKFILL, 3)
-    assert len(runs) == 3, runs  # no catch-up run, no extra scheduled run
-    assert {r[1] for r in runs} == {"success"}, airflow.log_tails()
-    assert {r[2] for r in runs} == {"backfill"}, runs
-    days = [
-        (int(d.timestamp()), int((d + timedelta(days=1)).timestamp())) for d in (first, _midnight(2), last)
-    ]
-    assert sorted((_seconds(r[3]), _seconds(r[4])) for r in runs) == days
-    windows = sorted(
-        (int(r["params"]["windowStartTime"]), int(r["params"]["windowEndTime"]))
-        for r in emulator.runs_for_flow(DEFAULT_FLOW_ID)
-        if int(r["params"]["windowStartTime"]) >= days[0][0]
-    )
-    assert windows == days  # exactly one flow run per chosen day
-
-    # After the task ends the link is unchanged.
-    page.reload(wait_until="domcontentloaded")
-    assert _link_href(page) == href
-
-
-def test_task_log_shows_run_id_window_status_changes_and_counts(
-    page: Any, base_url: str, emulator: FlowServiceEmulator, airflow: AirflowDeployment
-) -> None:
-    runs = [r for r in _dag_runs(airflow, BACKFILL) if r[1] == "success"]
-    if not runs:
-        pytest.fail("needs the backfill test's runs (run the file in order)")
-    run_id, *_, start, end, _conf = runs[0]
-    flow_run = next(
-        r
-        for r in emulator.runs_for_flow(DEFAULT_FLOW_ID)
-        if int(r["params"]["windowStartTime"]) == _seconds(start)
-    )
-    page.goto(_ti_page(base_url, BACKFILL, run_id, "ingest_interval"), wait_until="domcontentloaded")
-    page.get_by_text(f"Flow run {flow_run['id']} finished").first.wait_for(timeout=60_000)
-    text = page.locator("body").inner_text()
-    window = f"unix seconds {_seconds(start)} -> {_seconds(end)}"
-    for expected in (
-        f"Flow run id: {flow_run['id']}",
-        window,
-        f"Flow run {flow_run['id']} status:",
-        "finished: status 'success'",
-        "records:  input",
-    ):
-        assert expected in text, expected
-    assert "Skipping masking for a secret" not in text
-    assert "duration: not reported" not in text
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(DOCS_IMG / "task-log.png"))
