@@ -35,5 +35,5 @@ def test_window_params_are_date_times(params: dict, name: str) -> None:
         refused += ["2025-03-01T00:00:00", "2025-03-01 00:00:00+00:00"]
     for bad in refused:
         # 3.x checks the pattern only; 2.11 also checks the format, and names that first
-        with pytest.raises(ParamValidationError, match="does not match|is not a 'date-time'"):
+        with pytest.raises(ParamValidationError, match=r"does not match|is not a 'date-time'"):
             param.resolve(bad)
