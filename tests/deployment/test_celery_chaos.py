@@ -361,7 +361,11 @@ def test_celery_deployment_survives_real_crashes(
 
     victim, orphaned = _wait("both triggerers to poll flow runs", busiest_triggerer, 240, cluster)
     in_flight_at["triggerer"] = _in_flight(postgres)
-    killed = cluster.kill(victim, "triggerer", note=f"polling {len(orphaned)} runs")
+    killed = cluster.kill(victim, "triggerer", note=f"holding {len(orphaned)} running flow runs")
+    print(
+        f"{victim} killed at {time.monotonic() - started:.0f}s holding {len(orphaned)} running runs",
+        flush=True,
+    )
     survivor = next(n for n in cluster.names(TRIGGERER_PREFIX) if n != victim)
 
     reassigned_at: list[float] = []
