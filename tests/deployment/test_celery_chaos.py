@@ -359,7 +359,9 @@ def test_celery_deployment_survives_real_crashes(
         name, runs = max(held.items(), key=lambda item: len(item[1]))
         return (name, runs) if len(runs) >= 2 else None
 
-    victim, orphaned = _wait("both triggerers to poll flow runs", busiest_triggerer, 240, cluster)
+    victim, orphaned = _wait(
+        "both triggerers to poll, one holding 2+ running flow runs", busiest_triggerer, 240, cluster
+    )
     in_flight_at["triggerer"] = _in_flight(postgres)
     killed = cluster.kill(victim, "triggerer", note=f"holding {len(orphaned)} running flow runs")
     print(
