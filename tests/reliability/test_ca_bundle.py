@@ -77,7 +77,7 @@ def test_both_paths_trust_the_ca_bundle_the_environment_names(
     variable: str,
 ) -> None:
     base, cert, hits = https
-    conn = define_conn(f"aep_env_ca_{variable.lower()}", host=base, ims_token_url=base + "/ims/token/v3")
+    conn = define_conn(f"aep_env_ca_{variable.lower()}", host=base, ims_url=base + "/ims/token/v3")
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(FlowServiceApiError, match="verify_tls"):  # control: untrusted without it
@@ -101,7 +101,7 @@ def test_verify_tls_false_keeps_ims_verified(
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
         monkeypatch.delenv(name, raising=False)
     conn = define_conn(
-        f"aep_noverify_{path}", host=base, ims_token_url=base + "/ims/token/v3", verify_tls=False
+        f"aep_noverify_{path}", host=base, ims_url=base + "/ims/token/v3", verify_tls=False
     )
     with pytest.raises(FlowServiceApiError) as info:
         if path == "sync":
@@ -112,6 +112,6 @@ def test_verify_tls_false_keeps_ims_verified(
     assert hits == []  # the secret never went to an unverified IMS
     # the API itself is unverified as asked: with a trusted IMS (the CA given) the poll goes through
     trusted_ims = define_conn(
-        f"aep_noverify_api_{path}", host=base, ims_token_url=base + "/ims/token/v3", verify_tls=str(cert)
+        f"aep_noverify_api_{path}", host=base, ims_url=base + "/ims/token/v3", verify_tls=str(cert)
     )
     assert FlowServiceHook(trusted_ims, retry=FAST).get_run("run-1").id == "run-1"

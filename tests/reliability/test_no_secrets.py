@@ -408,7 +408,7 @@ def test_ims_redirect_does_not_carry_the_client_secret_away(
     elsewhere = http_server("127.0.0.2")
     redirector = http_server(location=f"http://127.0.0.2:{elsewhere.server_address[1]}")
     conn = define_conn(
-        "aep_ims_redirect", ims_token_url=f"http://127.0.0.1:{redirector.server_address[1]}/ims/token/v3"
+        "aep_ims_redirect", ims_url=f"http://127.0.0.1:{redirector.server_address[1]}/ims/token/v3"
     )
     with pytest.raises(FlowServiceApiError) as info:
         FlowServiceHook(conn, retry=FAST).get_run("some-run")
@@ -438,7 +438,7 @@ def test_tls_verification_is_on_by_default(
 ) -> None:
     server, cert = https_server
     base = f"https://127.0.0.1:{server.server_address[1]}"
-    conn = define_conn("aep_tls", host=base, ims_token_url=base + "/ims/token/v3")
+    conn = define_conn("aep_tls", host=base, ims_url=base + "/ims/token/v3")
     hook = FlowServiceHook(conn, retry=FAST)
     assert hook.settings.verify is True  # nothing configured: verification on
 
@@ -460,7 +460,7 @@ def test_tls_verification_is_on_by_default(
 
     # positive control: trusting this certificate explicitly lets the same request through
     trusted = define_conn(
-        "aep_tls_trusted", host=base, ims_token_url=base + "/ims/token/v3", verify_tls=str(cert)
+        "aep_tls_trusted", host=base, ims_url=base + "/ims/token/v3", verify_tls=str(cert)
     )
     with pytest.raises(FlowServiceError):  # the recorder's empty answer is no token, but it arrived
         FlowServiceHook(trusted, retry=FAST).get_run("some-run")

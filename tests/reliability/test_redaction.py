@@ -103,7 +103,7 @@ def test_ims_errors_never_show_the_secret_in_any_encoding(
     conn = define_conn(
         f"aep_echo_{path}_{case}",
         password=ODD_SECRET,
-        ims_token_url=f"http://127.0.0.1:{echo.server_address[1]}/ims/token/v3",
+        ims_url=f"http://127.0.0.1:{echo.server_address[1]}/ims/token/v3",
     )
     name: list[str] = []
 

@@ -100,7 +100,7 @@ def test_trigger_ends_with_an_error_event_instead_of_polling_to_its_deadline(
 
 def test_ims_over_broken_tls_fails_at_once(emu: FlowServiceEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
     conn = json.loads(emu.connection_json(read_timeout=2, connect_timeout=2))
-    conn["extra"]["ims_token_url"] = emu.url.replace("http://", "https://") + "/ims/token/v3"
+    conn["extra"]["ims_url"] = emu.url.replace("http://", "https://") + "/ims/token/v3"
     monkeypatch.setenv("AIRFLOW_CONN_FLOW_SERVICE_DEFAULT", json.dumps(conn))
     started = time.monotonic()
     with pytest.raises(FlowServiceApiError) as caught:
