@@ -90,7 +90,8 @@ def emulator_role(polls: int) -> int:
             "url": emulator.url,
             "port": port,
             "flow_id": flow_id,
-            "connection": emulator.connection_json(),
+            # token_cache off: the client process fetches, and counts, its own IMS token
+            "connection": emulator.connection_json(token_cache=False),
             "ims_token_url": emulator.ims_token_url,
             "client_id": emulator.client_id,
             "client_secret": emulator.client_secret,

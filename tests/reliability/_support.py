@@ -180,6 +180,12 @@ def polls(emu: FlowServiceEmulator, run_id: str | None = None) -> list[Any]:
     return [r for r in emu.requests if r.method == "GET" and r.path.startswith(FS + "/runs/")]
 
 
+def status_reads(emu: FlowServiceEmulator) -> list[Any]:
+    """Recorded status reads of either kind: ``GET /runs/{id}``, and ``GET /runs`` lists, which a
+    trigger that knows its flow sends instead (polls coalesced with the flow's other triggers)."""
+    return [r for r in emu.requests if r.method == "GET" and r.path.startswith(FS + "/runs")]
+
+
 def lists(emu: FlowServiceEmulator) -> list[Any]:
     """Recorded ``GET /runs`` (list) requests."""
     return [r for r in emu.requests if r.method == "GET" and r.path == FS + "/runs"]

@@ -32,6 +32,7 @@ from tests.reliability._support import (
     posts,
     prepare_thread,
     status_of,
+    status_reads,
     wait_until,
 )
 
@@ -39,8 +40,8 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def authorizations(emu: FlowServiceEmulator) -> list[str]:
-    """The bearer token of every Flow Service poll, in order."""
-    return [r.headers["authorization"] for r in polls(emu)]
+    """The bearer token of every Flow Service status read (per-run or coalesced list), in order."""
+    return [r.headers["authorization"] for r in status_reads(emu)]
 
 
 def run_in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
@@ -61,7 +62,7 @@ def test_revoked_mid_wait_renews_once_and_the_wait_goes_on(
     flow = emu.add_flow(seconds_to_finish=1.0)
     op = make_op(flow, deferrable=deferrable)
     thread, box = run_in_thread(lambda: execute(op, context_for(first_try())))
-    assert wait_until(lambda: len(polls(emu)) >= 2)
+    assert wait_until(lambda: len(status_reads(emu)) >= 2)
     emu.revoke_tokens()
     thread.join(timeout=30)
     (done,) = box
@@ -85,7 +86,7 @@ def test_tokens_expiring_while_the_trigger_waits_are_renewed(emu: FlowServiceEmu
     assert done.events[0].payload["status"] == "terminal"
     assert status_of(emu, done.result) == "success"
     assert emu.token_requests >= 3
-    tokens = [r.headers["authorization"] for r in polls(emu)]
+    tokens = [r.headers["authorization"] for r in status_reads(emu)]
     assert len(set(tokens)) >= 2  # the trigger itself went on with a renewed token
     assert len(posts(emu)) == 1
 
