@@ -355,36 +355,39 @@ class FlowServiceHook(BaseHook):
             url, params = nxt
         return None
 
+    def _read_one(
+        self, collection: str, name: str, value: str, parse: Callable[[Mapping[str, Any]], Any], what: str
+    ) -> Any:
+        """``GET /{collection}/{value}``: the one item of its list wrapper, parsed (``name`` for errors)."""
+        path = f"/{collection}/{path_segment(name, value)}"
+        return one_item(self._request("GET", path), parse, what, value, path)
+
     def get_run(self, run_id: str) -> FlowRun:
         """Read one run (``GET /runs/{run_id}``)."""
-        path = f"/runs/{path_segment('run_id', run_id)}"
-        data = self._request("GET", path)
-        return one_item(data, FlowRun.from_api, "run", run_id, path)
+        return self._read_one("runs", "run_id", run_id, FlowRun.from_api, "run")
 
     def get_flow(self, flow_id: str) -> Flow:
         """Read one dataflow (``GET /flows/{flow_id}``)."""
-        path = f"/flows/{path_segment('flow_id', flow_id)}"
-        data = self._request("GET", path)
-        return one_item(data, Flow.from_api, "flow", flow_id, path)
+        return self._read_one("flows", "flow_id", flow_id, Flow.from_api, "flow")
 
     # Lineage reads: what a flow reads from and writes to (issue 12; docs/lineage.md).
     def get_source_connection(self, connection_id: str) -> FlowConnection:
         """Read a flow's source connection (``GET /sourceConnections/{id}``)."""
-        path = f"/sourceConnections/{path_segment('connection_id', connection_id)}"
-        data = self._request("GET", path)
-        return one_item(data, FlowConnection.from_api, "source connection", connection_id, path)
+        return self._read_one(
+            "sourceConnections", "connection_id", connection_id, FlowConnection.from_api, "source connection"
+        )
 
     def get_target_connection(self, connection_id: str) -> FlowConnection:
         """Read a flow's target connection (``GET /targetConnections/{id}``; ``params.dataSetId``)."""
-        path = f"/targetConnections/{path_segment('connection_id', connection_id)}"
-        data = self._request("GET", path)
-        return one_item(data, FlowConnection.from_api, "target connection", connection_id, path)
+        return self._read_one(
+            "targetConnections", "connection_id", connection_id, FlowConnection.from_api, "target connection"
+        )
 
     def get_connection_spec(self, spec_id: str) -> ConnectionSpec:
         """Read a connection spec (``GET /connectionSpecs/{id}``): its name is the source kind."""
-        path = f"/connectionSpecs/{path_segment('spec_id', spec_id)}"
-        data = self._request("GET", path)
-        return one_item(data, ConnectionSpec.from_api, "connection spec", spec_id, path)
+        return self._read_one(
+            "connectionSpecs", "spec_id", spec_id, ConnectionSpec.from_api, "connection spec"
+        )
 
     def list_runs(
         self,
