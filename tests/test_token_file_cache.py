@@ -393,14 +393,11 @@ async def test_async_wait_for_the_lock_leaves_the_event_loop_free(em: FlowServic
     fd = hold_lock()
     held = True
     ticks_while_held = 0
-    lags: list[float] = []
 
     async def ticker() -> None:
         nonlocal ticks_while_held
         for _ in range(100):
-            before = time.monotonic()
             await asyncio.sleep(0.02)
-            lags.append(time.monotonic() - before - 0.02)
             ticks_while_held += held
 
     async def release_later() -> None:
@@ -413,8 +410,9 @@ async def test_async_wait_for_the_lock_leaves_the_event_loop_free(em: FlowServic
         results = await asyncio.gather(hook.get_flow("flow-1"), ticker(), release_later())
     assert results[0].id == "flow-1"
     assert em.token_requests == 2  # after the release: the holder stored nothing, so it asked IMS
-    assert ticks_while_held >= 3, ticks_while_held  # a loop blocked until the release ticks 0 times
-    assert max(lags) < 1.0, max(lags)  # generous for a loaded machine; a blocked loop lags >= 1.5 s
+    # A loop blocked until the release ticks 0 times while held; a free one ~75 (1.5 s / 20 ms).
+    # Counted, not timed: one unrelated stall (a GC pass late in a long suite) must not fail it.
+    assert ticks_while_held >= 10, ticks_while_held
 
 
 async def test_async_hook_uses_the_token_a_sync_process_stored(em: FlowServiceEmulator) -> None:

@@ -39,11 +39,6 @@ from tests.reliability._support import (
 pytestmark = pytest.mark.timeout(60)
 
 
-def authorizations(emu: FlowServiceEmulator) -> list[str]:
-    """The bearer token of every Flow Service status read (per-run or coalesced list), in order."""
-    return [r.headers["authorization"] for r in status_reads(emu)]
-
-
 def run_in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
     box: list[Any] = []
     def work() -> None:
@@ -62,16 +57,27 @@ def test_revoked_mid_wait_renews_once_and_the_wait_goes_on(
     flow = emu.add_flow(seconds_to_finish=1.0)
     op = make_op(flow, deferrable=deferrable)
     thread, box = run_in_thread(lambda: execute(op, context_for(first_try())))
-    assert wait_until(lambda: len(status_reads(emu)) >= 2)
+    # Mid-wait: after the run exists and two status reads followed (the window look-up before the
+    # POST lists runs too, and a revocation there would test the create path instead).
+    assert wait_until(lambda: bool(posts(emu)) and len(reads_after_create(emu)) >= 2)
     emu.revoke_tokens()
     thread.join(timeout=30)
     (done,) = box
     assert isinstance(done, Execution)
     assert status_of(emu, done.result) == "success"
     assert emu.token_requests == 2  # the first token, and one renewal
-    tokens = authorizations(emu)
+    tokens = [r.headers["authorization"] for r in reads_after_create(emu)]
     assert len(set(tokens)) == 2 and tokens[-1] != tokens[0]
     assert len(posts(emu)) == 1
+    assert len(emu.runs_for_flow(flow)) == 1
+
+
+def reads_after_create(emu: FlowServiceEmulator) -> list[Any]:
+    """Status reads recorded after the first ``POST /runs``: the wait's own."""
+    requests = emu.requests
+    is_post = [r.method == "POST" and r.path.endswith("/runs") for r in requests]
+    after = requests[is_post.index(True) + 1 :] if True in is_post else []
+    return [r for r in after if r.method == "GET" and "/runs" in r.path]
 
 
 def test_tokens_expiring_while_the_trigger_waits_are_renewed(emu: FlowServiceEmulator) -> None:
