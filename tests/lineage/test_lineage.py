@@ -21,7 +21,11 @@ W = (1735689600, 1735776000)
 
 
 def _lineage_gets(em: FlowServiceEmulator) -> list[str]:
-    return [r.path.rsplit("/", 2)[-2] for r in em.requests if r.method == "GET" and "/runs" not in r.path]
+    """The Flow Service collections read (a stray request of another process to a reused port, such
+    as an Airflow health check, is not ours)."""
+    ours = [r for r in em.requests if r.method == "GET" and "/flowservice/" in r.path]
+    ours = [r for r in ours if "/runs" not in r.path]
+    return [r.path.rsplit("/", 2)[-2] for r in ours]
 
 
 def test_flow_parses_connection_ids_and_target_dataset() -> None:
