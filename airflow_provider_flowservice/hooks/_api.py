@@ -8,31 +8,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import SplitResult, parse_qs, quote, urlsplit
 
 from airflow_provider_flowservice import __version__
-from airflow_provider_flowservice.connection import API_PATH, FlowServiceConnectionSettings
-from airflow_provider_flowservice.errors import one_line, parse_error_response, redact
-from airflow_provider_flowservice.exceptions import FlowServiceApiError, FlowServiceConfigError
-from airflow_provider_flowservice.models import CreatedRun, FlowRun
-from airflow_provider_flowservice.retry import (
+from airflow_provider_flowservice._connection import API_PATH, FlowServiceConnectionSettings
+from airflow_provider_flowservice._errors import ResponseLike, one_line, parse_error_response, redact
+from airflow_provider_flowservice._retry import (
     is_tls_failure,
     redirect_error,
     tls_error_of,
     transient_from_status,
 )
-from airflow_provider_flowservice.window import (
+from airflow_provider_flowservice._window import (
     resolve_window,
     validate_delta_column,
     validate_flow_id,
     validate_start_time,
 )
-
-if TYPE_CHECKING:
-    import requests
-
-    from airflow_provider_flowservice.hooks._session import Reply
+from airflow_provider_flowservice.exceptions import FlowServiceApiError, FlowServiceConfigError
+from airflow_provider_flowservice.models import CreatedRun, FlowRun
 
 USER_AGENT = f"airflow-provider-flowservice/{__version__}"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -71,7 +66,7 @@ def create_run_body(
 ) -> dict[str, Any]:
     """The ``POST /runs`` body; times as strings of unix seconds, as the documentation shows.
 
-    Checks what the operator checks, with the same messages (``window.py``): a UUID flow id, a
+    Checks what the operator checks, with the same messages (``_window.py``): a UUID flow id, a
     non-empty ordered window of unix seconds (not milliseconds, not past 2200), a column name.
     """
     flow = validate_flow_id(flow_id)
@@ -252,7 +247,7 @@ def secrets_of(settings: FlowServiceConnectionSettings, *tokens: str | None) -> 
 
 def decode_response(
     settings: FlowServiceConnectionSettings,
-    resp: requests.Response | Reply,
+    resp: ResponseLike,
     method: str,
     path: str,
     *,
@@ -294,7 +289,7 @@ def transport_error(
 ) -> FlowServiceApiError:
     """A request that could not be sent and would fail the same way again (TLS, a bad URL).
 
-    It has no HTTP status, which is what makes :func:`~airflow_provider_flowservice.retry.is_transient`
+    It has no HTTP status, which is what makes :func:`~airflow_provider_flowservice._retry.is_transient`
     call it permanent: a trigger or a wait ends on it instead of polling until its deadline.
     """
     tls = tls_error_of(exc)

@@ -15,15 +15,23 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_flowservice.auth import AccessToken, Renewals, TokenProvider
-from airflow_provider_flowservice.connection import (
+from airflow_provider_flowservice._auth import AccessToken, Renewals, TokenProvider
+from airflow_provider_flowservice._connection import (
     CONN_TYPE,
     DEFAULT_CONN_ID,
     FlowServiceConnectionSettings,
     connection_form_widgets,
     ui_field_behaviour,
 )
-from airflow_provider_flowservice.errors import parse_error_response
+from airflow_provider_flowservice._errors import parse_error_response
+from airflow_provider_flowservice._retry import (
+    RetryPolicy,
+    TransientFailure,
+    acall_with_retry,
+    call_with_retry,
+    transient_from_aiohttp,
+    transient_from_requests,
+)
 from airflow_provider_flowservice.exceptions import (
     FlowServiceApiError,
     FlowServiceAuthError,
@@ -48,14 +56,6 @@ from airflow_provider_flowservice.hooks._api import (
     transport_error,
 )
 from airflow_provider_flowservice.models import ConnectionSpec, CreatedRun, Flow, FlowConnection, FlowRun
-from airflow_provider_flowservice.retry import (
-    RetryPolicy,
-    TransientFailure,
-    acall_with_retry,
-    call_with_retry,
-    transient_from_aiohttp,
-    transient_from_requests,
-)
 from airflow_provider_flowservice.version_compat import BaseHook
 
 # requests and aiohttp (and the shared session) are imported on first use, not at module
@@ -501,7 +501,7 @@ class FlowServiceHook(BaseHook):
         """Link to the run in the Experience Platform UI (no network).
 
         Uses extra ``ui_url_template`` (placeholders ``{org_id} {sandbox_name} {flow_id} {run_id}``),
-        default :data:`airflow_provider_flowservice.connection.DEFAULT_UI_URL_TEMPLATE`.
+        default :data:`airflow_provider_flowservice._connection.DEFAULT_UI_URL_TEMPLATE`.
         """
         return self.settings.ui_url(flow_id, run_id)
 
@@ -725,4 +725,4 @@ async def _aget_connection(conn_id: str) -> Any:
     return await sync_to_async(BaseHook.get_connection)(conn_id)
 
 
-__all__ = ["FlowServiceAsyncHook", "FlowServiceHook"]
+__all__ = ["FlowServiceAsyncHook", "FlowServiceConnectionSettings", "FlowServiceHook", "RetryPolicy"]

@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow_provider_flowservice.connection import FlowServiceConnectionSettings
-from airflow_provider_flowservice.errors import one_line, redact
-from airflow_provider_flowservice.exceptions import FlowServiceApiError, FlowServiceAuthError
-from airflow_provider_flowservice.retry import (
+from airflow_provider_flowservice._connection import FlowServiceConnectionSettings
+from airflow_provider_flowservice._errors import one_line, redact
+from airflow_provider_flowservice._retry import (
     RetryPolicy,
     TransientFailure,
     acall_with_retry,
@@ -38,9 +37,10 @@ from airflow_provider_flowservice.retry import (
     transient_from_requests,
     transient_from_status,
 )
+from airflow_provider_flowservice.exceptions import FlowServiceApiError, FlowServiceAuthError
 from airflow_provider_flowservice.version_compat import mask_secret
 
-if TYPE_CHECKING:  # imported where used, to keep DAG-file parsing cheap (see retry.py)
+if TYPE_CHECKING:  # imported where used, to keep DAG-file parsing cheap (see _retry.py)
     import aiohttp
     import requests
 
