@@ -138,15 +138,20 @@ class TokenCache:
             token = self._tokens.get(key)
         return token if token is not None and token.is_fresh() else None
 
-    def _store(self, key: TokenKey, token: AccessToken) -> None:
+    def _store(self, key: TokenKey, token: AccessToken) -> AccessToken:
         with self._lock:
             self._tokens[key] = token
             self.fetches += 1
+        return token
 
-    def _fallback(self, key: TokenKey) -> AccessToken | None:
+    def _instead_of(self, key: TokenKey, failure: Exception) -> AccessToken:
+        """A renewal failed: the current token while it lives, unless IMS refused the credentials."""
         with self._lock:
             token = self._tokens.get(key)
-        return token if token is not None and not token.is_expired() else None
+        if isinstance(failure, FlowServiceAuthError) or token is None or token.is_expired():
+            raise failure
+        log.warning("Renewing the IMS token failed; using the current one until it expires.")
+        return token
 
     def get(self, key: TokenKey, fetch: Callable[[], AccessToken]) -> AccessToken:
         """Return a fresh token, fetching it at most once across concurrent threads."""
@@ -160,17 +165,9 @@ class TokenCache:
             if token is not None:
                 return token
             try:
-                token = fetch()
-            except FlowServiceAuthError:
-                raise
-            except Exception:
-                old = self._fallback(key)
-                if old is None:
-                    raise
-                log.warning("Renewing the IMS token failed; using the current one until it expires.")
-                return old
-            self._store(key, token)
-            return token
+                return self._store(key, fetch())
+            except Exception as failure:
+                return self._instead_of(key, failure)
 
     async def aget(self, key: TokenKey, fetch: Callable[[], Awaitable[AccessToken]]) -> AccessToken:
         """Async twin of :meth:`get`: one fetch per key among the tasks of one event loop."""
@@ -185,17 +182,9 @@ class TokenCache:
             if token is not None:
                 return token
             try:
-                token = await fetch()
-            except FlowServiceAuthError:
-                raise
-            except Exception:
-                old = self._fallback(key)
-                if old is None:
-                    raise
-                log.warning("Renewing the IMS token failed; using the current one until it expires.")
-                return old
-            self._store(key, token)
-            return token
+                return self._store(key, await fetch())
+            except Exception as failure:
+                return self._instead_of(key, failure)
 
     def invalidate(self, key: TokenKey, value: str) -> bool:
         """Drop the cached token only if it is ``value`` (the one that failed); True if dropped."""
