@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow_provider_flowservice._connection import FlowServiceConnectionSettings
-from airflow_provider_flowservice._errors import one_line, redact
+from airflow_provider_flowservice._errors import ResponseLike, one_line, redact
 from airflow_provider_flowservice._retry import (
     RetryPolicy,
     TransientFailure,
@@ -45,7 +45,6 @@ if TYPE_CHECKING:  # imported where used, to keep DAG-file parsing cheap (see _r
     import requests
 
     from airflow_provider_flowservice._token_file_cache import TokenFile
-    from airflow_provider_flowservice.hooks._session import Reply
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +222,7 @@ def _token_path(settings: FlowServiceConnectionSettings) -> str:
 
 
 def _parse_token_response(
-    settings: FlowServiceConnectionSettings, resp: requests.Response | Reply, sent_at: float
+    settings: FlowServiceConnectionSettings, resp: ResponseLike, sent_at: float
 ) -> AccessToken:
     """Interpret an IMS answer: a token, a transient failure (raised) or an auth error (raised).
 
@@ -306,11 +305,7 @@ def fetch_token(
                 allow_redirects=False,
             )
         except requests.RequestException as exc:
-            failure = transient_from_requests(exc)
-            if failure is None:
-                raise _transport_error(settings, exc) from None
-            failure.maybe_processed = False
-            raise failure from None
+            raise _unanswered(settings, exc, transient_from_requests(exc)) from None
         return _parse_token_response(settings, resp, sent_at)
 
     log.info("Requesting an Adobe IMS access token for connection '%s'.", settings.conn_id)
@@ -341,19 +336,24 @@ async def afetch_token(
                 proxy=proxy,
             )
         except Exception as exc:
-            failure = transient_from_aiohttp(exc)
-            if failure is None:
-                raise _transport_error(settings, exc) from None
-            failure.maybe_processed = False
-            raise failure from None
+            raise _unanswered(settings, exc, transient_from_aiohttp(exc)) from None
         return _parse_token_response(settings, resp, sent_at)
 
     log.info("Requesting an Adobe IMS access token for connection '%s'.", settings.conn_id)
     return await acall_with_retry(policy, attempt, method="POST", path=_token_path(settings))
 
 
-def _transport_error(settings: FlowServiceConnectionSettings, exc: Exception) -> FlowServiceApiError:
-    """Permanent (no HTTP status, so never polled through): TLS failed, or the URL is unusable."""
+def _unanswered(
+    settings: FlowServiceConnectionSettings, exc: Exception, failure: TransientFailure | None
+) -> Exception:
+    """What to raise for a token request that got no answer (``failure``: its transient reading).
+
+    Transient: repeated (no token was issued, so nothing is lost). Otherwise permanent (no HTTP
+    status, so never polled through): TLS failed, or the URL is unusable.
+    """
+    if failure is not None:
+        failure.maybe_processed = False
+        return failure
     shown = tls_error_of(exc) or exc  # the TLS reason, not requests' long wrapper around it
     return FlowServiceApiError(
         f"Could not reach Adobe IMS at {_token_path(settings)} for connection '{settings.conn_id}': "
