@@ -1,17 +1,20 @@
 """Flow Service request and response shapes, shared by the sync and async hooks.
 
-Pure functions, no I/O: the headers every call carries, the create body, the accepted create
-answers, where ``_links.next`` points, and how a response becomes JSON or the right exception.
+No I/O: the headers every call carries, the create body, the accepted create answers, where
+``_links.next`` points, and how a response becomes JSON or the right exception. A rule that
+needs requests (the 401 renewal) is a generator: it yields what to send and is sent what
+came back; the sync hook drives it with :func:`drive`, the async hook with :func:`adrive`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import SplitResult, parse_qs, quote, urlsplit
 
 from airflow_provider_flowservice import __version__
+from airflow_provider_flowservice._auth import AccessToken, Renewals, TokenProvider
 from airflow_provider_flowservice._connection import API_PATH, FlowServiceConnectionSettings
 from airflow_provider_flowservice._errors import ResponseLike, one_line, parse_error_response, redact
 from airflow_provider_flowservice._retry import (
@@ -31,6 +34,50 @@ from airflow_provider_flowservice.models import CreatedRun, FlowRun
 
 USER_AGENT = f"airflow-provider-flowservice/{__version__}"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+Step = TypeVar("Step")
+Result = TypeVar("Result")
+
+
+def drive(rule: Generator[Step, Any, Result], send: Callable[[Step], Any]) -> Result:
+    """Drive ``rule`` with blocking I/O: ``send`` each step it yields and give it the answer."""
+    answer = None
+    while True:
+        try:
+            step = rule.send(answer)
+        except StopIteration as end:
+            return end.value
+        answer = send(step)
+
+
+async def adrive(rule: Generator[Step, Any, Result], send: Callable[[Step], Awaitable[Any]]) -> Result:
+    """:func:`drive` with awaited I/O."""
+    answer = None
+    while True:
+        try:
+            step = rule.send(answer)
+        except StopIteration as end:
+            return end.value
+        answer = await send(step)
+
+
+def authorized(
+    settings: FlowServiceConnectionSettings, tokens: TokenProvider, method: str, path: str
+) -> Generator[None, tuple[AccessToken, ResponseLike], Any]:
+    """One request under the 401 rule: yields for each send, is sent (the token used, the response).
+
+    After a 401 the refused token is forgotten and the request sent again with a renewed one while
+    :class:`~airflow_provider_flowservice._auth.Renewals` allows; otherwise the auth error is
+    raised. Every token sent is a secret of the messages built from a response. Returns the JSON.
+    """
+    sent: list[str] = []
+    renewals = Renewals()
+    while True:
+        token, resp = yield None
+        sent.append(token.value)
+        if resp.status_code != 401:
+            return decode_response(settings, resp, method, path, token=token.value)
+        error = parse_error_response(resp, method, path, secrets=secrets_of(settings, *sent))
+        tokens.after_refusal(error, token, renewals)
 
 
 def request_headers(settings: FlowServiceConnectionSettings, token: str, *, has_body: bool) -> dict[str, str]:

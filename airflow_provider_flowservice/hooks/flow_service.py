@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_flowservice._auth import AccessToken, Renewals, TokenProvider
+from airflow_provider_flowservice._auth import AccessToken, TokenProvider
 from airflow_provider_flowservice._connection import (
     CONN_TYPE,
     DEFAULT_CONN_ID,
@@ -23,7 +23,6 @@ from airflow_provider_flowservice._connection import (
     connection_form_widgets,
     ui_field_behaviour,
 )
-from airflow_provider_flowservice._errors import parse_error_response
 from airflow_provider_flowservice._retry import (
     RetryPolicy,
     TransientFailure,
@@ -41,8 +40,10 @@ from airflow_provider_flowservice.exceptions import (
 )
 from airflow_provider_flowservice.hooks._api import (
     AdoptionRule,
+    adrive,
+    authorized,
     create_run_body,
-    decode_response,
+    drive,
     items_of,
     matches_window,
     newest_first,
@@ -176,19 +177,14 @@ class FlowServiceHook(BaseHook):
     def _send_once(
         self, method: str, path: str, *, params: Any = None, body: Any = None, url: str | None = None
     ) -> Any:
-        """One attempt (repeated after a 401 with a renewed token, see ``Renewals``); the decoded JSON."""
-        s, tokens = self.settings, self.tokens
-        target = url or s.api_url + path
-        token = tokens.get_token(self.session)
-        resp = self._http(method, target, path, token.value, params=params, body=body)
-        sent, renewals = [token.value], Renewals()
-        while resp.status_code == 401:
-            error = parse_error_response(resp, method, path, secrets=secrets_of(s, *sent))
-            tokens.after_refusal(error, token, renewals)
-            token = tokens.get_token(self.session)
-            sent.append(token.value)
-            resp = self._http(method, target, path, token.value, params=params, body=body)
-        return decode_response(s, resp, method, path, token=token.value)
+        """One attempt under the 401 rule (``_api.authorized``); the decoded JSON."""
+        target = url or self.settings.api_url + path
+
+        def send(_: None) -> tuple[AccessToken, requests.Response]:
+            token = self.tokens.get_token(self.session)
+            return token, self._http(method, target, path, token.value, params=params, body=body)
+
+        return drive(authorized(self.settings, self.tokens, method, path), send)
 
     def _request(
         self,
@@ -645,19 +641,14 @@ class FlowServiceAsyncHook:
 
     async def _send_once(self, method: str, path: str, *, params: Any = None, url: str | None = None) -> Any:
         s = await self.get_settings()
-        tokens = self._tokens
-        assert tokens is not None
+        assert self._tokens is not None
         target = url or s.api_url + path
-        token = await self._token()
-        resp = await self._http(method, target, path, token.value, params=params)
-        sent, renewals = [token.value], Renewals()
-        while resp.status_code == 401:
-            error = parse_error_response(resp, method, path, secrets=secrets_of(s, *sent))
-            tokens.after_refusal(error, token, renewals)
+
+        async def send(_: None) -> tuple[AccessToken, Reply]:
             token = await self._token()
-            sent.append(token.value)
-            resp = await self._http(method, target, path, token.value, params=params)
-        return decode_response(s, resp, method, path, token=token.value)
+            return token, await self._http(method, target, path, token.value, params=params)
+
+        return await adrive(authorized(s, self._tokens, method, path), send)
 
     async def _request(self, method: str, path: str, *, params: Any = None, url: str | None = None) -> Any:
         send: Callable[[], Awaitable[Any]] = lambda: self._send_once(method, path, params=params, url=url)  # noqa: E731
