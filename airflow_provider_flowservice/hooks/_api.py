@@ -2,7 +2,7 @@
 
 No I/O: the headers every call carries, the create body, the accepted create answers, where
 ``_links.next`` points, and how a response becomes JSON or the right exception. A rule that
-needs requests (the 401 renewal) is a generator: it yields what to send and is sent what
+needs requests (the 401 renewal, paging) is a generator: it yields what to send and is sent what
 came back; the sync hook drives it with :func:`drive`, the async hook with :func:`adrive`.
 """
 
@@ -218,6 +218,42 @@ def runs_params(
     if order_by:
         params["orderby"] = order_by
     return params
+
+
+class Page(NamedTuple):
+    """A ``GET /runs`` page to read: ``url`` None for the first (``api_url + "/runs"``)."""
+
+    url: str | None
+    params: dict[str, Any]
+
+
+def run_pages(
+    settings: FlowServiceConnectionSettings,
+    params: dict[str, Any],
+    limit: int | None,
+    max_pages: int,
+    warn: Callable[..., object],
+) -> Generator[Page, Any, list[FlowRun]]:
+    """The runs of ``GET /runs``: yields each :class:`Page` to read, is sent its JSON.
+
+    Follows ``_links.next`` until the last page, ``limit`` runs, a link already followed, or
+    ``max_pages`` pages (then warns: more exist).
+    """
+    runs: list[FlowRun] = []
+    page = Page(None, params)
+    seen: set[str] = set()
+    for _ in range(max(1, max_pages)):
+        data = yield page
+        runs.extend(FlowRun.from_api(i) for i in items_of(data))
+        if limit is not None and len(runs) >= limit:
+            return runs[:limit]
+        nxt = next_page(data, settings, page.params)
+        if nxt is None or repr(nxt) in seen:
+            return runs
+        seen.add(repr(nxt))
+        page = Page(*nxt)
+    warn("Stopped listing runs after %d pages (max_pages); more exist.", max(1, max_pages))
+    return runs
 
 
 def items_of(data: Any) -> list[Mapping[str, Any]]:

@@ -52,6 +52,7 @@ from airflow_provider_flowservice.hooks._api import (
     parse_created_run,
     path_segment,
     request_headers,
+    run_pages,
     runs_params,
     secrets_of,
     transport_error,
@@ -403,22 +404,8 @@ class FlowServiceHook(BaseHook):
         return self._collect(runs_params(flow_id, properties, limit, order_by), limit, max_pages)
 
     def _collect(self, params: dict[str, Any], limit: int | None, max_pages: int) -> list[FlowRun]:
-        runs: list[FlowRun] = []
-        url: str | None = None
-        seen: set[str] = set()
-        for page in range(max(1, max_pages)):
-            data = self._request("GET", "/runs", params=params, url=url)
-            runs.extend(FlowRun.from_api(i) for i in items_of(data))
-            if limit is not None and len(runs) >= limit:
-                return runs[:limit]
-            nxt = next_page(data, self.settings, params)
-            if nxt is None or repr(nxt) in seen:
-                return runs
-            seen.add(repr(nxt))
-            url, params = nxt
-            if page == max_pages - 1:
-                self.log.warning("Stopped listing runs after %d pages (max_pages); more exist.", max_pages)
-        return runs
+        pages = run_pages(self.settings, params, limit, max_pages, self.log.warning)
+        return drive(pages, lambda page: self._request("GET", "/runs", params=page.params, url=page.url))
 
     def find_runs_for_window(self, flow_id: str, window_start: int, window_end: int) -> list[FlowRun]:
         """Runs of ``flow_id`` with exactly this window (unix seconds), newest first.
@@ -675,21 +662,10 @@ class FlowServiceAsyncHook:
     ) -> list[FlowRun]:
         """Runs of ``flow_id`` following ``_links.next`` (same arguments as the sync hook)."""
         params = runs_params(flow_id, properties, limit, order_by)
-        s = await self.get_settings()
-        runs: list[FlowRun] = []
-        url: str | None = None
-        seen: set[str] = set()
-        for _ in range(max(1, max_pages)):
-            data = await self._request("GET", "/runs", params=params, url=url)
-            runs.extend(FlowRun.from_api(i) for i in items_of(data))
-            if limit is not None and len(runs) >= limit:
-                return runs[:limit]
-            nxt = next_page(data, s, params)
-            if nxt is None or repr(nxt) in seen:
-                break
-            seen.add(repr(nxt))
-            url, params = nxt
-        return runs
+        pages = run_pages(await self.get_settings(), params, limit, max_pages, log.warning)
+        return await adrive(
+            pages, lambda page: self._request("GET", "/runs", params=page.params, url=page.url)
+        )
 
     async def aclose(self) -> None:
         """Let go of the loop's shared session (idempotent); the last hook on the loop closes it."""
