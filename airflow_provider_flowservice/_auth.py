@@ -250,7 +250,7 @@ def _parse_token_response(
         description = str(body.get("error_description") or body.get("message") or "")
         if not body and text and status >= 400:
             description = text
-        secrets = (settings.client_secret, settings.access_token)
+        secrets = settings.secrets()
         error, description = redact(error, secrets), one_line(redact(description, secrets), 300)
         hint = _IMS_HINTS.get(
             error, "check the connection's client ID, client secret, scopes and ims_url"

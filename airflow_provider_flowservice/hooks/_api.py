@@ -76,7 +76,7 @@ def authorized(
         sent.append(token.value)
         if resp.status_code != 401:
             return decode_response(settings, resp, method, path, token=token.value)
-        error = parse_error_response(resp, method, path, secrets=secrets_of(settings, *sent))
+        error = parse_error_response(resp, method, path, secrets=settings.secrets(*sent))
         tokens.after_refusal(error, token, renewals)
 
 
@@ -323,11 +323,6 @@ def one_item(data: Any, build: Callable[[Mapping[str, Any]], Any], what: str, id
     return build(item)
 
 
-def secrets_of(settings: FlowServiceConnectionSettings, *tokens: str | None) -> tuple[str, ...]:
-    """What no message may show: the client secret, the static token and the tokens sent."""
-    return tuple(s for s in (settings.client_secret, settings.access_token, *tokens) if s)
-
-
 def decode_response(
     settings: FlowServiceConnectionSettings,
     resp: ResponseLike,
@@ -345,7 +340,7 @@ def decode_response(
     if 300 <= status < 400:
         raise redirect_error(status, headers.get("Location"), method, path, settings.host)
     if status >= 400:
-        error = parse_error_response(resp, method, path, secrets=secrets_of(settings, token))
+        error = parse_error_response(resp, method, path, secrets=settings.secrets(token))
         failure = transient_from_status(status, headers, error)
         if failure is not None:
             raise failure
@@ -360,7 +355,7 @@ def decode_response(
     except ValueError:
         raise FlowServiceApiError(
             f"Flow Service {method} {path} answered HTTP {status} with a body that is not JSON: "
-            f"{one_line(redact(resp.text, secrets_of(settings, token)), 200)}",
+            f"{one_line(redact(resp.text, settings.secrets(token)), 200)}",
             status_code=status,
             method=method,
             url=path,

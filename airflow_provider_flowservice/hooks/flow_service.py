@@ -54,7 +54,6 @@ from airflow_provider_flowservice.hooks._api import (
     request_headers,
     run_pages,
     runs_params,
-    secrets_of,
     transport_error,
 )
 from airflow_provider_flowservice.models import ConnectionSpec, CreatedRun, Flow, FlowConnection, FlowRun
@@ -288,7 +287,7 @@ class FlowServiceHook(BaseHook):
                 raise
             cached = self.tokens.cached()
             token = cached.value if cached is not None else None
-            return parse_created_run(data, secrets=secrets_of(self.settings, token))
+            return parse_created_run(data, secrets=self.settings.secrets(token))
 
         try:
             created = call_with_retry(self.retry_policy, attempt, method="POST", path="/runs")
