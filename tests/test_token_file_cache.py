@@ -25,10 +25,10 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from airflow_provider_flowservice import _token_file_cache
+from airflow_provider_flowservice._auth import TOKEN_CACHE, AccessToken
+from airflow_provider_flowservice._retry import RetryPolicy
 from airflow_provider_flowservice._token_file_cache import ENV_DIR, default_directory
-from airflow_provider_flowservice.auth import TOKEN_CACHE, AccessToken
 from airflow_provider_flowservice.hooks.flow_service import FlowServiceAsyncHook, FlowServiceHook
-from airflow_provider_flowservice.retry import RetryPolicy
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
 
 FAST = RetryPolicy(max_attempts=4, initial_backoff=0.01, max_backoff=0.05, max_total_seconds=20.0)
@@ -71,7 +71,7 @@ _LAUNCHER = textwrap.dedent(
     import os, sys, time
     from pathlib import Path
     from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
-    from airflow_provider_flowservice.retry import RetryPolicy
+    from airflow_provider_flowservice._retry import RetryPolicy
 
     n, work = int(sys.argv[1]), Path(sys.argv[2])
     gate = work / "go"

@@ -9,11 +9,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from airflow_provider_flowservice._lineage import LineageRecorder, read_lineage, source_dataset_name
+from airflow_provider_flowservice._retry import RetryPolicy
 from airflow_provider_flowservice.assets import dataset_uri, outlets_with_alias, sanitize_uri
 from airflow_provider_flowservice.exceptions import FlowServiceApiError, FlowServiceConfigError
 from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
 from airflow_provider_flowservice.models import Flow, FlowConnection
-from airflow_provider_flowservice.retry import RetryPolicy
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
 
 FAST = RetryPolicy(max_attempts=2, initial_backoff=0.01, max_backoff=0.02, max_total_seconds=5.0)
