@@ -26,9 +26,13 @@ install: $(STAMP)
 ## The browser tests (tests/ui) need Debian's Chromium; without it they are left out with one line.
 CHROMIUM ?= /usr/bin/chromium
 NO_CHROMIUM := SKIPPED tests/ui (browser tests): no $(CHROMIUM); install it with: apt-get update && apt-get install -y chromium
+## Two pytest-xdist workers: the tests that start Airflow's services run one at a time on one of them
+## (tests/conftest.py groups them), the in-process tests on the other. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
+PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 test: $(STAMP)
-	@if [ -x $(CHROMIUM) ]; then $(PY) -m pytest -q -p no:cacheprovider tests; \
-	else echo "$(NO_CHROMIUM)"; $(PY) -m pytest -q -p no:cacheprovider tests --ignore=tests/ui; fi
+	@if [ -x $(CHROMIUM) ]; then $(PY) -m pytest -q -p no:cacheprovider $(PARALLEL) tests; \
+	else echo "$(NO_CHROMIUM)"; $(PY) -m pytest -q -p no:cacheprovider $(PARALLEL) tests --ignore=tests/ui; fi
 
 ## make test-ui: only the browser tests (Airflow 3.x UI in Chromium, against the emulator).
 test-ui: $(STAMP)

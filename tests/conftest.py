@@ -47,3 +47,16 @@ def _private_token_files(tmp_path_factory: pytest.TempPathFactory, monkeypatch: 
     cost a 401 and a renewal, and skew the IMS request counts tests assert.
     """
     monkeypatch.setenv("FLOW_SERVICE_TOKEN_CACHE_DIR", str(tmp_path_factory.mktemp("ims-tokens")))
+
+
+_SERVICE_TESTS = ("tests/system/", "tests/deployment/", "tests/ui/")
+"""Tests that start Airflow's own services (scheduler, triggerer, api-server, Celery workers...)."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test`` runs two workers with ``--dist loadgroup``) the tests that
+    start Airflow's services all go to one worker and run one at a time: two deployments at once on
+    a 2-core machine would starve each other, while the in-process tests fill the other worker."""
+    for item in items:
+        if any(part in str(item.path).replace("\\", "/") for part in _SERVICE_TESTS):
+            item.add_marker(pytest.mark.xdist_group("airflow-services"))
