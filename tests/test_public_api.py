@@ -187,6 +187,9 @@ _FIRST_IMPORT = """
 import importlib, json, os, sys, traceback
 import pytest  # the plugin module needs it; paid once here rather than in its child
 import airflow
+# What version_compat imports from Airflow, and the trigger's base: paid once here, not per child.
+from airflow.providers.common.compat.sdk import BaseHook, BaseOperator, BaseOperatorLink, BaseSensorOperator
+import airflow.triggers.base
 # Airflow itself may load the package and its provider info (as it would in a DAG file): no more.
 early = {m for m in sys.modules if m.startswith("airflow_provider_flowservice")}
 assert early <= {"airflow_provider_flowservice", "airflow_provider_flowservice.get_provider_info"}, early
