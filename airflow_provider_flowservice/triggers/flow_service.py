@@ -271,11 +271,12 @@ class FlowServiceRunTrigger(BaseTrigger):
         """This tick's view of the run: the flow's shared list when it shows the run still going,
         else (not listed, ended, list failed, or a periodic check) ``GET /runs/{id}``. A periodic
         check that finds the run other than listed proves the list lags (see ``_flow_board``)."""
-        listed = None
+        listed: FlowRun | None = None
         if board is not None:
             snapshot = await board.snapshot(index)
             listed = snapshot.runs.get(self.run_id) if snapshot.runs is not None else None
-            if listed is not None and not listed.status.is_terminal and not board.should_check(self.run_id, index):
+            checked = board.should_check(self.run_id, index)
+            if listed is not None and not listed.status.is_terminal and not checked:
                 return listed
         run: FlowRun = await hook.get_run(self.run_id)
         if listed is not None and not listed.status.is_terminal and _differ(listed, run):

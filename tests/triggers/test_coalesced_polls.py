@@ -131,7 +131,11 @@ async def test_a_lagging_list_still_shows_each_end_within_one_interval(emu) -> N
         ends[run_id] = time.monotonic() + seconds  # the run ends no later than this
         triggers.append(
             FlowServiceRunTrigger(
-                run_id, poll_interval=INTERVAL, end_time=time.time() + 60, retry=FAST_RETRY.to_dict(), flow_id=flow
+                run_id,
+                poll_interval=INTERVAL,
+                end_time=time.time() + 60,
+                retry=FAST_RETRY.to_dict(),
+                flow_id=flow,
             )
         )
     emu.requests.clear()
