@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_flowservice.connection import DEFAULT_IMS_TOKEN_URL
+from airflow_provider_flowservice._connection import DEFAULT_IMS_TOKEN_URL
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
 from tests.system._airflow_services import AirflowDeployment
 from tests.ui.conftest import DOCS_IMG
