@@ -10,11 +10,15 @@ receives during ``--ticks`` poll intervals are counted, in two passes of the sam
 - ``coalesced``: triggers with ``flow_id``: one ``GET /runs?property=flowId==..`` per flow per tick
   (more when pages are small), plus each run's own GET once every ``CHECK_EVERY`` ticks.
 
-Goal (issue 13.3): coalesced at most 1/10 of per-run. Run with the emulator's page sizes 100 and
-10 (``--page-sizes``): Adobe does not document its page size.
+Goal (issue 13.3): coalesced at most 1/10 of per-run. Run with the emulator's page sizes 100, 10
+and 2 (``--page-sizes``): Adobe does not document its page size. Per-run polling sends N requests
+a tick by design; the emulator shares this process, so at short intervals the per-run pass can fall
+behind and send fewer: the ratio is printed against both. The floor of the coalesced count is
+printed too: per flow, the pages that hold its waited runs (at most ``MAX_LIST_PAGES``), the runs
+beyond those pages one by one, and every run's own GET once in ``CHECK_EVERY`` ticks.
 
 Usage: ``python benchmarks/coalesced_polls.py [--n 1000] [--flows 50] [--interval 5] [--ticks 4]
-[--page-sizes 100 10]``
+[--page-sizes 100 10 2]``
 """
 
 from __future__ import annotations
@@ -69,13 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flows", type=int, default=50, help="flows they are spread over")
     parser.add_argument("--interval", type=float, default=5.0, help="poll interval in seconds")
     parser.add_argument("--ticks", type=int, default=4, help="intervals counted per pass")
-    parser.add_argument("--page-sizes", type=int, nargs="+", default=[100, 10], help="emulator page sizes")
+    parser.add_argument("--page-sizes", type=int, nargs="+", default=[100, 10, 2], help="emulator page sizes")
     args = parser.parse_args(argv)
     logging.disable(logging.INFO)  # the triggers' per-poll log lines are not the figures
 
     from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
     from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
-    from airflow_provider_flowservice.triggers._flow_board import CHECK_EVERY
+    from airflow_provider_flowservice.triggers._flow_board import CHECK_EVERY, MAX_LIST_PAGES
 
     rows = []
     with FlowServiceEmulator(seconds_to_finish=86_400, max_recorded_requests=5_000_000) as emu:
@@ -100,16 +104,23 @@ def main(argv: list[str] | None = None) -> int:
         f"across {args.flows} flows ({args.n // args.flows} runs each), {args.interval:g} s interval, "
         f"{args.ticks} ticks counted per pass, periodic own GET every {CHECK_EVERY} ticks"
     )
-    print(f"{'page size':>9} | {'per-run req/tick':>16} | {'coalesced req/tick':>18} | {'ratio':>6} | goal")
-    missed = 0
+    print(
+        f"{'page size':>9} | {'per-run req/tick':>16} | {'coalesced req/tick':>18} | {'floor':>6} | "
+        f"{'ratio':>6} | {'ratio to N':>10} | goal"
+    )
+    per_flow = args.n // args.flows
     for page_size, per_run, coalesced in rows:
+        pages = min(-(-per_flow // page_size), MAX_LIST_PAGES)
+        beyond = args.flows * max(0, per_flow - pages * page_size)
+        floor = args.flows * pages + beyond + (args.n - beyond) / CHECK_EVERY
         ratio = coalesced / per_run if per_run else float("nan")
-        ok = ratio <= GOAL_RATIO
-        missed += not ok
+        ok = ratio <= GOAL_RATIO and coalesced / args.n <= GOAL_RATIO
         print(
-            f"{page_size:>9} | {per_run:>16.1f} | {coalesced:>18.1f} | {ratio:>6.3f} | "
-            f"<= {GOAL_RATIO}: {'OK' if ok else 'MISSED'}"
+            f"{page_size:>9} | {per_run:>16.1f} | {coalesced:>18.1f} | {floor:>6.1f} | {ratio:>6.3f} | "
+            f"{coalesced / args.n:>10.3f} | <= {GOAL_RATIO}: {'OK' if ok else 'MISSED'}"
         )
+    print(f"floor = flows x pages (at most {MAX_LIST_PAGES}) + runs beyond them + the rest / {CHECK_EVERY}; "
+          f"ratio to N: against the {args.n} requests a tick per-run polling sends by design")
     return 0
 
 

@@ -257,6 +257,10 @@ def client_role(args: argparse.Namespace) -> int:
     """One measured pass: set up runs, wait for GO on stdin, run the waiters, print RESULT JSON."""
     import tracemalloc
 
+    # stdout carries only the protocol lines: anything else written to it (log lines of the warm-up
+    # poll) could share a read with READY, which _read_line's select would then wait past.
+    proto = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
     # Connection details (the emulator's client secret, a token) come on stdin, never on the
     # command line, where any user of the machine could read them.
     given = json.loads(_read_line(sys.stdin, 120, "connection details"))
@@ -280,7 +284,7 @@ def client_role(args: argparse.Namespace) -> int:
         offsets = [0.0] * len(run_ids) if burst else _offsets(run_ids, args.interval)
         waiters = _baseline(run_ids, args.interval, args.polls, headers, offsets)
 
-    print("READY", flush=True)
+    print("READY", file=proto, flush=True)
     _read_line(sys.stdin, 120, "GO")
 
     async def phase() -> tuple[list[bool], LoopWatch]:
@@ -303,7 +307,7 @@ def client_role(args: argparse.Namespace) -> int:
     if args.profile:
         import cProfile
 
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.thread_time)  # CPU, not wall: waits and preemption excluded
         profiler.enable()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     ok, watch = asyncio.run(phase())
@@ -320,7 +324,7 @@ def client_role(args: argparse.Namespace) -> int:
         "rss_delta": watch.rss_peak - rss0,
         "traced_delta": (watch.traced_peak - traced0) if args.tracemalloc else None,
     }
-    print("RESULT " + json.dumps(result), flush=True)
+    print("RESULT " + json.dumps(result), file=proto, flush=True)
     if profiler is not None:
         import io
         import pstats
@@ -328,9 +332,9 @@ def client_role(args: argparse.Namespace) -> int:
         out = io.StringIO()
         stats = pstats.Stats(profiler, stream=out)
         stats.sort_stats("tottime").print_stats(15)
-        ours_or_http = r"airflow_provider_flowservice|httpx|httpcore|tenacity"
+        ours_or_http = r"airflow_provider_flowservice|aiohttp|yarl|multidict"
         stats.sort_stats("cumulative").print_stats(ours_or_http, 25)
-        print("PROFILE " + json.dumps(out.getvalue()), flush=True)
+        print("PROFILE " + json.dumps(out.getvalue()), file=proto, flush=True)
     return 0
 
 

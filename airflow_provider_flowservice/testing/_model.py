@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_flowservice.testing._listing import RunQuery, field_value, refuse_filters
@@ -87,6 +87,8 @@ class RunMeta:
     final_status: str | None = None
     polls: int = 0
     finished: bool = False
+    history: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    """(monotonic time, copy of the run) at creation and after each change: what a lagging list shows."""
 
 
 def _seconds_param(params: dict[str, Any], key: str, *, required: bool) -> int | None:
@@ -143,6 +145,7 @@ class EmulatorState:
         self.page_size = page_size
         self.next_link_style = "absolute"
         self.refused_filter_fields: frozenset[str] = frozenset()
+        self.list_lag = 0.0
         self.base_url = ""
         self.flows: dict[str, dict[str, Any]] = {}
         self.flow_options: dict[str, dict[str, Any]] = {}
@@ -399,11 +402,19 @@ class EmulatorState:
         }
         self.runs[run_id] = run
         self.meta[run_id] = meta
+        meta.history.append((time.monotonic(), copy.deepcopy(run)))
         flow["lastRunDetails"] = {"id": run_id, "state": status, "startedAtUTC": created}
         return run
 
     def _advance(self, run_id: str, *, poll: bool) -> None:
         """Bring a run's JSON up to date; ``poll`` counts one ``GET /runs/{id}``."""
+        etag = self.runs[run_id]["etag"]
+        self._move(run_id, poll=poll)
+        run = self.runs[run_id]
+        if run["etag"] != etag:
+            self.meta[run_id].history.append((time.monotonic(), copy.deepcopy(run)))
+
+    def _move(self, run_id: str, *, poll: bool) -> None:
         run, meta = self.runs[run_id], self.meta[run_id]
         if meta.finished:
             return
@@ -486,7 +497,7 @@ class EmulatorState:
         with self.lock:
             for run_id in self.runs:
                 self._advance(run_id, poll=False)
-            selected = parsed.select(self.runs.values(), lambda run: self.meta[run["id"]].seq)
+            selected = parsed.select(self._listed(), lambda run: self.meta[run["id"]].seq)
             if parsed.count:
                 return Reply(200, {"count": len(selected)})
             start, size = parsed.offset, parsed.page_size(self.page_size)
@@ -496,6 +507,19 @@ class EmulatorState:
                 path = parsed.next_path(start + size)
                 links["next"] = {"href": self.base_url + path if self.next_link_style == "absolute" else path}
             return Reply(200, {"items": page, "_links": links})
+
+    def _listed(self) -> list[dict[str, Any]]:
+        """The runs as the list shows them: as they were :attr:`list_lag` seconds ago (a run created
+        since then is not listed yet), or as they are when there is no lag."""
+        if self.list_lag <= 0:
+            return list(self.runs.values())
+        as_of = time.monotonic() - self.list_lag
+        shown = []
+        for meta in self.meta.values():
+            seen = [run for stamp, run in meta.history if stamp <= as_of]
+            if seen:
+                shown.append(seen[-1])
+        return shown
 
     def runs_for_flow(self, flow_id: str) -> list[dict[str, Any]]:
         with self.lock:

@@ -270,6 +270,19 @@ class FlowServiceEmulator:
             raise ValueError("refused_filter_fields must be a collection of property paths, not one string.")
         self._state.refused_filter_fields = frozenset(value)
 
+    @property
+    def list_lag(self) -> float:
+        """Seconds ``GET /runs`` lags behind ``GET /runs/{id}`` (default 0): the list shows every run
+        as it was that long ago, and not at all when it was created since. Set it to test a client
+        that reads runs from the list."""
+        return self._state.list_lag
+
+    @list_lag.setter
+    def list_lag(self, value: float) -> None:
+        if not value >= 0:
+            raise ValueError(f"list_lag must be seconds >= 0, got {value!r}.")
+        self._state.list_lag = float(value)
+
     # ----- flows ----------------------------------------------------------------------------------
     def add_flow(
         self,

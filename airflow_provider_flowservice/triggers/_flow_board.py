@@ -11,8 +11,14 @@ then needs its own ``GET /runs/{id}`` only when:
   can never end a wait by itself, and events are the same as without coalescing;
 - the list failed (429, 5xx, timeout, or a refusal): per-run polling that tick, and the list is
   left alone for a growing number of ticks (a 4xx, e.g. a filter the server refuses: for good);
-- every :data:`CHECK_EVERY` polls (spread by run id), so a list that lags behind ``GET /runs/{id}``
-  delays a completion by at most that many ticks.
+- every :data:`CHECK_EVERY` polls (spread by run id).
+
+A list that lags behind ``GET /runs/{id}`` would show an end late. Once the board sees the lag, the
+flow's triggers poll their runs one by one for the rest of the board's life (:meth:`FlowBoard.lags`):
+a waited run missing from the list read to its end (it exists: its trigger started after the POST),
+or a run's own GET that differs from the same tick's list entry (a periodic check). A lag not seen
+yet (one that began after the runs were listed, with no change in between) delays an end by at most
+the lag, and never by more than :data:`CHECK_EVERY` ticks.
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ class FlowBoard:
     skip_until: int = -1
     failures: int = 0
     disabled: bool = False
+    """The list is not used any more: refused for good, or seen lagging."""
     requests: int = 0
     """List requests sent (for tests and benchmarks)."""
     _hook: Any = None
@@ -80,6 +87,17 @@ class FlowBoard:
     def should_check(self, run_id: str, index: int) -> bool:
         """True on this run's every :data:`CHECK_EVERY`-th tick (its own GET regardless of the list)."""
         return (index + zlib.crc32(run_id.encode())) % CHECK_EVERY == 0
+
+    def lags(self, why: str) -> None:
+        """The list was seen lagging behind ``GET /runs/{id}``: per-run polling from now on."""
+        if not self.disabled:
+            self.disabled = True
+            log.warning(
+                "The run list of flow %s lags behind its runs' own reads (%s); its triggers poll "
+                "their runs one by one from now on.",
+                self.flow_id,
+                why,
+            )
 
     async def snapshot(self, index: int) -> Snapshot:
         """The list of tick ``index`` (sent once, by whichever trigger asks first)."""
@@ -119,6 +137,10 @@ class FlowBoard:
                     break
                 nxt = next_page(data, settings, params or {})
                 if nxt is None:
+                    missing = wanted - found.keys()
+                    if missing:  # the whole list read, and runs that exist are not on it
+                        self.lags(f"{len(missing)} waited run(s) not on it, e.g. {min(missing)}")
+                        return Snapshot(None)
                     break
                 url, params = nxt
         except asyncio.CancelledError:

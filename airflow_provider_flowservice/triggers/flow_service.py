@@ -109,6 +109,11 @@ def bounded_summary(summary: dict[str, Any]) -> dict[str, Any]:
     return {**summary, "errors": errors, "errors_omitted": sum(n for _, n in rest)}
 
 
+def _differ(listed: FlowRun, run: FlowRun) -> bool:
+    """The run's own GET is not what the same tick's list showed (another status or etag)."""
+    return listed.raw_status != run.raw_status or bool(listed.etag and run.etag and listed.etag != run.etag)
+
+
 def _utc(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
@@ -262,13 +267,19 @@ class FlowServiceRunTrigger(BaseTrigger):
 
     async def _read(self, hook: Any, board: Any, index: int) -> FlowRun:
         """This tick's view of the run: the flow's shared list when it shows the run still going,
-        else (not listed, ended, list failed, or a periodic check) ``GET /runs/{id}``."""
-        if board is not None and not board.should_check(self.run_id, index):
+        else (not listed, ended, list failed, or a periodic check) ``GET /runs/{id}``. A periodic
+        check that finds the run other than listed proves the list lags (see ``_flow_board``)."""
+        listed: FlowRun | None = None
+        if board is not None:
             snapshot = await board.snapshot(index)
             listed = snapshot.runs.get(self.run_id) if snapshot.runs is not None else None
-            if listed is not None and not listed.status.is_terminal:
+            checked = board.should_check(self.run_id, index)
+            if listed is not None and not listed.status.is_terminal and not checked:
                 return listed
-        return await hook.get_run(self.run_id)
+        run: FlowRun = await hook.get_run(self.run_id)
+        if listed is not None and not listed.status.is_terminal and _differ(listed, run):
+            board.lags(f"run {self.run_id} is {run.raw_status!r}, listed as {listed.raw_status!r}")
+        return run
 
     async def _poll(self, hook: Any, board: Any) -> tuple[str, FlowRun | None, str]:
         """The polling loop: returns (event status, last run seen, message)."""

@@ -242,6 +242,27 @@ def test_status_moves_by_polls_and_listing_does_not_poll(emu: FlowServiceEmulato
     assert flow_json["lastRunDetails"]["id"] == run_id and flow_json["lastRunDetails"]["state"] == "success"
 
 
+def test_a_lagging_list_shows_runs_as_they_were(emu: FlowServiceEmulator, api: Api) -> None:
+    """``list_lag``: the list shows each run as it was that long ago, a newer run not at all."""
+    flow = emu.add_flow()
+    emu.list_lag = 0.4
+    run_id = api.create(flow)
+
+    def listed() -> list[Any]:
+        return api.get("/runs", params={"property": f"flowId=={flow}"}).json()["items"]
+
+    assert listed() == []  # created less than the lag ago
+    time.sleep(0.5)
+    assert [api.status(run_id) for _ in range(3)] == ["inProgress", "inProgress", "success"]
+    (shown,) = listed()
+    assert shown["id"] == run_id and shown["metrics"]["statusSummary"]["status"] == "scheduled"
+    time.sleep(0.5)
+    assert listed()[0]["metrics"]["statusSummary"]["status"] == "success"
+    emu.list_lag = 0
+    with pytest.raises(ValueError, match="list_lag"):
+        emu.list_lag = -1
+
+
 def test_polls_per_flow_override_and_zero(emu: FlowServiceEmulator, api: Api) -> None:
     quick = api.create(emu.add_flow(polls_to_finish=0))
     assert api.status(quick) == "success"

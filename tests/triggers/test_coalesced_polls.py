@@ -113,3 +113,39 @@ async def test_a_list_that_never_works_still_ends_every_wait(emu, monkeypatch: p
     events = await wait_all(triggers)
     check_events(emu, events)
     assert lists_of(emu) == 1  # refused once, never asked again
+
+
+async def test_a_lagging_list_still_shows_each_end_within_one_interval(emu) -> None:
+    """The list shows runs as they were 1.5 s ago (new runs not at all); their own GETs are current.
+
+    Runs end 3 s after creation: trusting the list would see each end 1.5 s (6 intervals) late. The
+    runs missing from the whole list prove the lag, so the flow's triggers poll their runs one by one.
+    """
+    emu.page_size = 100
+    emu.list_lag = 1.5
+    seconds = 3.0
+    flow = emu.add_flow(seconds_to_finish=seconds)
+    triggers, ends = [], {}
+    for _ in range(6):
+        run_id = create_run(emu, flow)
+        ends[run_id] = time.monotonic() + seconds  # the run ends no later than this
+        triggers.append(
+            FlowServiceRunTrigger(
+                run_id,
+                poll_interval=INTERVAL,
+                end_time=time.time() + 60,
+                retry=FAST_RETRY.to_dict(),
+                flow_id=flow,
+            )
+        )
+    emu.requests.clear()
+
+    async def one(trigger: FlowServiceRunTrigger) -> tuple[dict, float]:
+        events = [e async for e in trigger.run()]
+        assert len(events) == 1
+        return events[0].payload, time.monotonic()
+
+    results = await asyncio.wait_for(asyncio.gather(*(one(t) for t in triggers)), 60)
+    check_events(emu, [payload for payload, _ in results])
+    lateness = [seen - ends[payload["run_id"]] for payload, seen in results]
+    assert max(lateness) <= INTERVAL + 0.5, lateness  # one interval, plus slack for a loaded machine
