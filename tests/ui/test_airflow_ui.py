@@ -1,21 +1,25 @@
 """What a user clicks in Airflow 3.x's UI, in a real Chromium: the connection form and its Test
-button (see conftest.py).
+button, the manual DAG's trigger form, the task log with its extra link, and the Backfill dialog
+(see conftest.py).
 
-The tests share one deployment; each saves a screenshot when it fails, and the first writes the
-docs' screenshot ``docs/img/connection-form.png`` when it passes.
+The tests share one deployment; each saves a screenshot when it fails, and three write the docs'
+screenshots (``docs/img/connection-form.png``, ``trigger-form.png``, ``task-log.png``) when they pass.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from airflow_provider_flowservice.connection import DEFAULT_IMS_TOKEN_URL
-from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
-from tests.system._airflow_services import AirflowDeployment
+from airflow_provider_flowservice.links.flow_service import FlowServiceRunLink
+from airflow_provider_flowservice.testing.emulator import DEFAULT_FLOW_ID, FlowServiceEmulator
+from tests.system._airflow_services import AirflowDeployment, wait_for
 from tests.ui.conftest import DOCS_IMG
 
 # Generous: the first test also pays for starting Airflow, minutes on a loaded 2-core machine.
@@ -119,3 +123,148 @@ def test_test_with_a_wrong_secret_says_what_is_wrong_without_a_temporary_id(
     assert not TEMPORARY_ID.search(message), message
     assert "aep_wrong_secret" not in message and "not-the-secret" not in message
     page.get_by_text("IMS refused the client").first.wait_for()
+
+
+# ------------------------------------------------------------------ the manual DAG's trigger form
+MANUAL = "example_flow_service_manual"
+LINK_LABEL = FlowServiceRunLink.name
+#: The Trigger dialog (a date picker's popover is a dialog too, of scope "popover").
+TRIGGER_DIALOG = "[data-scope=dialog][data-part=content]"
+#: The window the trigger-form test submits; the task-log test reads that run's log.
+WINDOW = (datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 3, 2, tzinfo=UTC))
+
+
+def _dag_runs(airflow: AirflowDeployment, dag_id: str) -> list[tuple[Any, ...]]:
+    return airflow.query(
+        "SELECT run_id, state, run_type, data_interval_start, data_interval_end, conf FROM dag_run "
+        "WHERE dag_id = ? ORDER BY id",
+        (dag_id,),
+    )
+
+
+def _wait_runs_done(airflow: AirflowDeployment, dag_id: str, count: int, timeout: float = 240) -> list[Any]:
+    def done() -> list[Any] | None:
+        airflow.check_alive()
+        runs = _dag_runs(airflow, dag_id)
+        if len(runs) >= count and all(r[1] in ("success", "failed") for r in runs):
+            return runs
+        return None
+
+    return wait_for(f"{count} run(s) of {dag_id} to end", done, timeout)
+
+
+def _posted_windows(emulator: FlowServiceEmulator) -> list[tuple[int, int]]:
+    """The window of every POST /runs the emulator received (its recorded request bodies)."""
+    return [
+        (int(r.body["params"]["windowStartTime"]), int(r.body["params"]["windowEndTime"]))
+        for r in list(emulator.requests)
+        if r.method == "POST" and r.path.rstrip("/").endswith("/runs")
+    ]
+
+
+def _open_trigger_form(page: Any, base_url: str, dag_id: str) -> Any:
+    page.goto(f"{base_url}/dags/{dag_id}", wait_until="domcontentloaded")
+    page.get_by_role("button", name="Trigger").first.click()
+    dialog = page.locator(TRIGGER_DIALOG)
+    dialog.wait_for()
+    return dialog
+
+
+def _picker(dialog: Any, label: str) -> Any:
+    """The date-time picker of the form field labelled ``label``."""
+    field = dialog.get_by_role("group").filter(has=dialog.page.get_by_text(label, exact=True))
+    return field.get_by_test_id("datetime-input")
+
+
+def _pick(page: Any, picker: Any, day: str, time: str) -> None:
+    """Type into a date-time picker's popover as a user does (Airflow 3.x: YYYY/MM/DD and HH:mm)."""
+    picker.click()
+    page.get_by_placeholder("YYYY/MM/DD").fill(day)
+    page.get_by_placeholder("HH:mm").fill(time)
+    _close_popover(page)
+
+
+def _close_popover(page: Any) -> None:
+    # A click outside (on the dialog's title) closes the popover.
+    page.locator(TRIGGER_DIALOG).get_by_text(re.compile(r"^(Trigger Dag|Run Backfill) - ")).first.click()
+    page.get_by_placeholder("YYYY/MM/DD").wait_for(state="detached")
+
+
+def test_trigger_form_refuses_a_malformed_window_and_ingests_exactly_a_good_one(
+    page: Any, base_url: str, emulator: FlowServiceEmulator, airflow: AirflowDeployment
+) -> None:
+    dialog = _open_trigger_form(page, base_url, MANUAL)
+    pickers = dialog.get_by_test_id("datetime-input")
+    start, end = _picker(dialog, "Window start"), _picker(dialog, "Window end")
+    # The window params get date-time pickers (besides the first one, the Logical Date's).
+    assert pickers.count() >= 3, pickers.count()
+    assert start.count() == 1 and end.count() == 1
+    # A malformed date or time is refused in the picker: an error shows, the old value stays.
+    shown = start.inner_text()
+    start.click()
+    for bad in ("yesterday", "2025/13/01", "2025-03-01"):
+        page.get_by_placeholder("YYYY/MM/DD").fill(bad)
+        page.get_by_text("Invalid date format.").wait_for()
+        assert start.inner_text() == shown, (bad, start.inner_text())
+    page.get_by_placeholder("YYYY/MM/DD").fill("2025/03/01")
+    page.get_by_placeholder("HH:mm").fill("25:00")
+    page.get_by_text("Invalid time format.").wait_for()
+    _close_popover(page)
+    _pick(page, start, "2025/03/01", "00:00")
+    _pick(page, end, "2025/03/02", "00:00")
+    assert start.inner_text().strip() == "Mar 01, 2025 00:00", start.inner_text()
+    assert end.inner_text().strip() == "Mar 02, 2025 00:00", end.inner_text()
+    DOCS_IMG.mkdir(parents=True, exist_ok=True)
+    dialog.screenshot(path=str(DOCS_IMG / "trigger-form.png"))
+    with page.expect_response(lambda r: "/dagRuns" in r.url and r.request.method == "POST") as answer:
+        dialog.get_by_test_id("trigger-dag-submit").click()
+    assert answer.value.status == 200, answer.value.text()
+
+    (run,) = _wait_runs_done(airflow, MANUAL, 1)
+    assert run[1] == "success", airflow.log_tails()
+    window = (int(WINDOW[0].timestamp()), int(WINDOW[1].timestamp()))
+    assert _posted_windows(emulator) == [window]  # exactly that window, once
+
+
+# ------------------------------------------------------------------ the task log and its extra link
+def _ti_page(base_url: str, dag_id: str, run_id: str, task_id: str) -> str:
+    return f"{base_url}/dags/{dag_id}/runs/{quote(run_id, safe='')}/tasks/{task_id}"
+
+
+def test_task_log_has_a_clickable_run_url_the_extra_link_and_no_masking_noise(
+    page: Any, base_url: str, emulator: FlowServiceEmulator, airflow: AirflowDeployment
+) -> None:
+    runs = [r for r in _dag_runs(airflow, MANUAL) if r[1] == "success"]
+    if not runs:  # run alone: make the run the trigger-form test makes
+        conf = json.dumps({"window_start": WINDOW[0].isoformat(), "window_end": WINDOW[1].isoformat()})
+        airflow.cli("dags", "trigger", MANUAL, "--conf", conf)
+        runs = [r for r in _wait_runs_done(airflow, MANUAL, 1) if r[1] == "success"]
+        assert runs, airflow.log_tails()
+    run_id = runs[0][0]
+    flow_run = next(
+        r for r in emulator.runs_for_flow(DEFAULT_FLOW_ID)
+        if int(r["params"]["windowStartTime"]) == int(WINDOW[0].timestamp())
+    )
+    page.goto(_ti_page(base_url, MANUAL, run_id, "create_run"), wait_until="domcontentloaded")
+    page.get_by_text(f"Flow run id: {flow_run['id']}").first.wait_for(timeout=60_000)
+    text = page.locator("body").inner_text()
+
+    # The run URL at the end of its line is a link that ends at the URL (no ")" or "." taken).
+    line = next(x for x in text.splitlines() if f"Flow run id: {flow_run['id']}" in x)
+    url = line.rsplit(" ", 1)[1].strip()
+    assert url.startswith("https://experience.adobe.com/#/platform/source/dataflows/"), line
+    logged = page.locator(f'a[href="{url}"]')
+    assert logged.count() >= 1, f"the log's URL is not a link ending at the URL: {url}"
+
+    # The extra link says what it opens and opens the flow's run list, the same URL.
+    link = page.get_by_role("link", name=LINK_LABEL)
+    link.first.wait_for(timeout=30_000)
+    href = str(link.first.get_attribute("href"))
+    assert href == url, (href, url)
+    assert f"/dataflows/{DEFAULT_FLOW_ID}/runs?" in href and f"org={emulator.org_id}" in href
+
+    assert emulator.client_secret not in text
+    assert not any(token in text for token in emulator.tokens_issued)
+    assert "Skipping masking for a secret" not in text, "Airflow's masker was fed a short value"
+    DOCS_IMG.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(DOCS_IMG / "task-log.png"))
