@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -170,10 +170,12 @@ def _open_trigger_form(page: Any, base_url: str, dag_id: str) -> Any:
     return dialog
 
 
-def _picker(dialog: Any, label: str) -> Any:
-    """The date-time picker of the form field labelled ``label``."""
-    field = dialog.get_by_role("group").filter(has=dialog.page.get_by_text(label, exact=True))
-    return field.get_by_test_id("datetime-input")
+def _pickers(dialog: Any, count: int) -> list[Any]:
+    """The dialog's date-time pickers, in form order (the Trigger form's first is its Logical Date)."""
+    pickers = dialog.get_by_test_id("datetime-input")
+    pickers.first.wait_for()
+    assert pickers.count() == count, f"{pickers.count()} date-time pickers, expected {count}"
+    return [pickers.nth(i) for i in range(count)]
 
 
 def _pick(page: Any, picker: Any, day: str, time: str) -> None:
@@ -194,11 +196,10 @@ def test_trigger_form_refuses_a_malformed_window_and_ingests_exactly_a_good_one(
     page: Any, base_url: str, emulator: FlowServiceEmulator, airflow: AirflowDeployment
 ) -> None:
     dialog = _open_trigger_form(page, base_url, MANUAL)
-    pickers = dialog.get_by_test_id("datetime-input")
-    start, end = _picker(dialog, "Window start"), _picker(dialog, "Window end")
-    # The window params get date-time pickers (besides the first one, the Logical Date's).
-    assert pickers.count() >= 3, pickers.count()
-    assert start.count() == 1 and end.count() == 1
+    # The window params get date-time pickers (after the Logical Date's), showing their defaults.
+    _logical_date, start, end = _pickers(dialog, 3)
+    assert start.inner_text().strip() == "Jan 01, 2025 00:00", start.inner_text()
+    assert end.inner_text().strip() == "Jan 02, 2025 00:00", end.inner_text()
     # A malformed date or time is refused in the picker: an error shows, the old value stays.
     shown = start.inner_text()
     start.click()
@@ -268,3 +269,52 @@ def test_task_log_has_a_clickable_run_url_the_extra_link_and_no_masking_noise(
     assert "Skipping masking for a secret" not in text, "Airflow's masker was fed a short value"
     DOCS_IMG.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(DOCS_IMG / "task-log.png"))
+
+
+# ------------------------------------------------------------------ the Backfill dialog
+BACKFILL = "example_flow_service_backfill"
+
+
+def _midnight(days_ago: int) -> datetime:
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=days_ago)
+
+
+def test_backfill_dialog_with_its_defaults_ingests_exactly_the_chosen_days(
+    page: Any, base_url: str, emulator: FlowServiceEmulator, airflow: AirflowDeployment
+) -> None:
+    # Logical dates D-2 and D-1: each run ingests the day that starts at its logical date. D-1 is
+    # also the interval catchup=False schedules when "unpause on trigger" unpauses the DAG.
+    first, last = _midnight(2), _midnight(1)
+    days = [(int(d.timestamp()), int(d.timestamp()) + 86400) for d in (first, last)]
+    dialog = _open_trigger_form(page, base_url, BACKFILL)
+    dialog.get_by_text("Backfill", exact=True).click()
+    from_, to = _pickers(dialog, 2)
+    _pick(page, from_, first.strftime("%Y/%m/%d"), "00:00")
+    _pick(page, to, last.strftime("%Y/%m/%d"), "00:00")
+    dialog.get_by_text(f"Unpause {BACKFILL} on trigger").wait_for()  # left ticked, as offered
+    dialog.get_by_text("2 runs will be triggered").wait_for()
+    with page.expect_response(lambda r: "/backfills" in r.url and r.request.method == "POST") as answer:
+        dialog.get_by_role("button", name="Run Backfill").click()
+    assert answer.value.status == 200, (answer.value.status, answer.value.text())
+
+    # While a task waits in the triggerer its extra link already has the label and the URL.
+    def deferred() -> str | None:
+        rows = airflow.query(
+            "SELECT run_id FROM task_instance WHERE dag_id = ? AND state = 'deferred'", (BACKFILL,)
+        )
+        return str(rows[0][0]) if rows else None
+
+    run_id = wait_for("a deferred task of the backfill", deferred, 180, interval=0.3)
+    page.goto(_ti_page(base_url, BACKFILL, run_id, "ingest_interval"), wait_until="domcontentloaded")
+    link = page.get_by_role("link", name=LINK_LABEL)
+    link.first.wait_for(timeout=30_000)
+    href = str(link.first.get_attribute("href"))
+    assert href.startswith("https://experience.adobe.com/#/platform/source/dataflows/"), href
+    assert f"/dataflows/{DEFAULT_FLOW_ID}/runs?" in href and f"org={emulator.org_id}" in href
+
+    runs = _wait_runs_done(airflow, BACKFILL, 2)
+    assert len(runs) == 2, runs  # no catch-up flood, no extra scheduled run
+    assert {r[1] for r in runs} == {"success"}, airflow.log_tails()
+    windows = sorted(w for w in _posted_windows(emulator) if w[0] >= days[0][0])
+    assert windows == days  # exactly one flow run per chosen day
