@@ -55,7 +55,8 @@ emulator's flow `{EMULATOR_FLOW_ID}`. **Connection:** `flow_service_default`.
 From the UI: **Trigger > Backfill**, pick the days, keep "Unpause on trigger" ticked (the scheduler
 runs no backfill of a paused DAG). The DAG has `catchup=False`, so unpausing adds at most one
 scheduled run, for the latest whole day, and never a catch-up of every day since `start_date`
-(a backfill that ends with that day already covers it).
+(a backfill that ends with that day already covers it). On SQLite (`airflow standalone`)
+Airflow 3.3.2's dialog answers 503 "Database is locked": use `airflow backfill create` there.
 
 **One interval** without the scheduler: `airflow dags test example_flow_service_backfill
 2025-01-02T00:00:00+00:00` (ingests the day that ends at that date).
