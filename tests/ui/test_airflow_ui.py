@@ -8,8 +8,10 @@ screenshots (``docs/img/connection-form.png``, ``trigger-form.png``, ``task-log.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -20,7 +22,7 @@ from airflow_provider_flowservice.connection import DEFAULT_IMS_TOKEN_URL
 from airflow_provider_flowservice.links.flow_service import FlowServiceRunLink
 from airflow_provider_flowservice.testing.emulator import DEFAULT_FLOW_ID, FlowServiceEmulator
 from tests.system._airflow_services import AirflowDeployment, wait_for
-from tests.ui.conftest import DOCS_IMG
+from tests.ui.conftest import DOCS_IMG, SECONDS_TO_FINISH
 
 # Generous: the first test also pays for starting Airflow, minutes on a loaded 2-core machine.
 pytestmark = pytest.mark.timeout(900)
@@ -220,14 +222,44 @@ def test_trigger_form_refuses_a_malformed_window_and_ingests_exactly_a_good_one(
     assert end.inner_text().strip() == "Mar 02, 2025 00:00", end.inner_text()
     DOCS_IMG.mkdir(parents=True, exist_ok=True)
     dialog.screenshot(path=str(DOCS_IMG / "trigger-form.png"))
-    with page.expect_response(lambda r: "/dagRuns" in r.url and r.request.method == "POST") as answer:
-        dialog.get_by_test_id("trigger-dag-submit").click()
-    assert answer.value.status == 200, answer.value.text()
+    with _flow_runs_finish_at_once(emulator):
+        with page.expect_response(lambda r: "/dagRuns" in r.url and r.request.method == "POST") as answer:
+            dialog.get_by_test_id("trigger-dag-submit").click()
+        assert answer.value.status == 200, answer.value.text()
+        assert _create_run_state(airflow) == "success", airflow.log_tails()
 
-    (run,) = _wait_runs_done(airflow, MANUAL, 1)
-    assert run[1] == "success", airflow.log_tails()
+    # Only create_run is waited for here (it makes the flow run); the task-log test, next, ends by
+    # checking the whole DAG run succeeded, so the sensor's wait overlaps that test.
     window = (int(WINDOW[0].timestamp()), int(WINDOW[1].timestamp()))
     assert _posted_windows(emulator) == [window]  # exactly that window, once
+
+
+@contextlib.contextmanager
+def _flow_runs_finish_at_once(emulator: FlowServiceEmulator) -> Iterator[None]:
+    """Flow runs created meanwhile are finished at the sensor's first poke: it never reschedules.
+
+    With 1 s reschedules on this loaded machine, Airflow 3.3.2's scheduler sometimes handles the
+    previous try's executor event after the next try started, and fails the sensor ("Executor
+    reported that the task instance ... finished with state success, but ... running").
+    """
+    emulator.seconds_to_finish = 0.0
+    try:
+        yield
+    finally:
+        emulator.seconds_to_finish = SECONDS_TO_FINISH
+
+
+def _create_run_state(airflow: AirflowDeployment, timeout: float = 240) -> str:
+    """Wait for the manual DAG's (only) create_run to end; its state."""
+
+    def ended() -> str | None:
+        airflow.check_alive()
+        rows = airflow.query(
+            "SELECT state FROM task_instance WHERE dag_id = ? AND task_id = 'create_run'", (MANUAL,)
+        )
+        return str(rows[0][0]) if rows and rows[0][0] in ("success", "failed") else None
+
+    return wait_for("the manual DAG's create_run to end", ended, timeout)
 
 
 # ------------------------------------------------------------------ the task log and its extra link
@@ -238,13 +270,13 @@ def _ti_page(base_url: str, dag_id: str, run_id: str, task_id: str) -> str:
 def test_task_log_has_a_clickable_run_url_the_extra_link_and_no_masking_noise(
     page: Any, base_url: str, emulator: FlowServiceEmulator, airflow: AirflowDeployment
 ) -> None:
-    runs = [r for r in _dag_runs(airflow, MANUAL) if r[1] == "success"]
-    if not runs:  # run alone: make the run the trigger-form test makes
+    if not _dag_runs(airflow, MANUAL):  # run alone: make the run the trigger-form test makes
         conf = json.dumps({"window_start": WINDOW[0].isoformat(), "window_end": WINDOW[1].isoformat()})
-        airflow.cli("dags", "trigger", MANUAL, "--conf", conf)
-        runs = [r for r in _wait_runs_done(airflow, MANUAL, 1) if r[1] == "success"]
-        assert runs, airflow.log_tails()
-    run_id = runs[0][0]
+        with _flow_runs_finish_at_once(emulator):
+            airflow.cli("dags", "unpause", MANUAL)
+            airflow.cli("dags", "trigger", MANUAL, "--conf", conf)
+            assert _create_run_state(airflow) == "success", airflow.log_tails()
+    run_id = _dag_runs(airflow, MANUAL)[0][0]
     flow_run = next(
         r for r in emulator.runs_for_flow(DEFAULT_FLOW_ID)
         if int(r["params"]["windowStartTime"]) == int(WINDOW[0].timestamp())
@@ -268,6 +300,9 @@ def test_task_log_has_a_clickable_run_url_the_extra_link_and_no_masking_noise(
 
     # The extra link (Details tab) says what it opens and opens the flow's run list: the same URL.
     assert _extra_link_href(page) == url
+    # The whole manual run (its sensor waited for the flow run) succeeded.
+    (run,) = _wait_runs_done(airflow, MANUAL, 1)
+    assert run[1] == "success", airflow.log_tails()
 
 
 def _extra_link_href(page: Any) -> str:
@@ -323,7 +358,12 @@ def test_backfill_of_two_days_dialog_defaults_then_cli_on_sqlite_ingests_exactly
         )
         return str(rows[0][0]) if rows else None
 
-    run_id = wait_for("a deferred task of the backfill", deferred, 180, interval=0.3)
+    try:
+        run_id = wait_for("a deferred task of the backfill", deferred, 180, interval=0.3)
+    except TimeoutError as exc:
+        tis = airflow.query("SELECT run_id, state FROM task_instance WHERE dag_id = ?", (BACKFILL,))
+        runs = _dag_runs(airflow, BACKFILL)
+        raise AssertionError(f"{exc}: runs {runs}, tasks {tis}\n{airflow.log_tails()}") from exc
     page.goto(_ti_page(base_url, BACKFILL, run_id, "ingest_interval"), wait_until="domcontentloaded")
     href = _extra_link_href(page)
     assert href.startswith("https://experience.adobe.com/#/platform/source/dataflows/"), href
