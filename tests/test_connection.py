@@ -334,7 +334,7 @@ def test_a_connection_saved_with_the_forms_defaults_logs_no_too_short_secret_war
     # Not by masking less: the form's secret extra is still masked.
     static = json.dumps({**extra, "access_token": "static-0123456789"})
     monkeypatch.setenv("AIRFLOW_CONN_AEP_STATIC", json.dumps({**conn, "extra": static}))
-    BaseHook.get_connection("aep_static")
+    FlowServiceConnectionSettings.from_connection(BaseHook.get_connection("aep_static"))
     try:
         from airflow.sdk.log import redact  # type: ignore[attr-defined]
     except ImportError:
