@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
+from airflow_provider_flowservice._outcome import as_summary
+from airflow_provider_flowservice._window import iso_utc
 from airflow_provider_flowservice.assets import SCHEME, dataset_uri, emit, org_host
-from airflow_provider_flowservice.outcome import as_summary
-from airflow_provider_flowservice.window import iso_utc
 
 if TYPE_CHECKING:
     from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook

@@ -1,6 +1,6 @@
 """IMS tokens shared by the processes of one OS user on one host: one IMS request per token lifetime.
 
-The process-wide cache in :mod:`auth` never helps a reschedule-mode sensor (each poke is a new
+The process-wide cache in :mod:`_auth` never helps a reschedule-mode sensor (each poke is a new
 process) nor Airflow 3 task processes. This cache sits behind it: on a miss in memory, a process
 reads a small file before asking IMS, and writes the token it got for the next process.
 
@@ -55,7 +55,7 @@ _warned: set[tuple[str, str]] = set()
 
 
 class CachedToken(Protocol):
-    """What :mod:`auth`'s ``AccessToken`` offers (monotonic ``expires_at``)."""
+    """What :mod:`_auth`'s ``AccessToken`` offers (monotonic ``expires_at``)."""
 
     @property
     def value(self) -> str: ...
@@ -265,7 +265,7 @@ class TokenFile(Generic[T]):
             raise
         return fd
 
-    # -- the operations auth.py calls
+    # -- the operations _auth.py calls
 
     def get(self, fetch: Callable[[], T]) -> T:
         """The entry's fresh token, else ``fetch()``'s (one fetching process at a time), stored."""

@@ -154,4 +154,4 @@ def emit(
     return done
 
 
-__all__ = ["SCHEME", "dataset_asset", "dataset_uri", "flow_alias", "org_host"]
+__all__ = ["SCHEME", "dataset_asset", "dataset_uri", "flow_alias"]

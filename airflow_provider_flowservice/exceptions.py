@@ -92,3 +92,14 @@ class FlowServiceTimeoutError(FlowServiceError):
         self.run_id = run_id
         self.last_status = last_status
         super().__init__(message)
+
+
+__all__ = [
+    "FlowServiceApiError",
+    "FlowServiceAuthError",
+    "FlowServiceConfigError",
+    "FlowServiceError",
+    "FlowServiceRetryError",
+    "FlowServiceRunError",
+    "FlowServiceTimeoutError",
+]

@@ -4,7 +4,7 @@ Kept free of imports: Airflow calls this while it discovers providers, before it
 import hooks. The connection form metadata (``conn-fields``, ``ui-field-behaviour``) is what
 Airflow 3.x shows without importing the hook; Airflow 2.x ignores those keys and asks the hook's
 ``get_connection_form_widgets`` / ``get_ui_field_behaviour`` instead. The defaults repeated here
-are checked against :mod:`airflow_provider_flowservice.connection` by the tests.
+are checked against :mod:`airflow_provider_flowservice._connection` by the tests.
 """
 
 from __future__ import annotations

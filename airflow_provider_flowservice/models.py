@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from airflow_provider_flowservice.status import FlowRunStatus
-from airflow_provider_flowservice.window import MILLISECONDS_THRESHOLD
+
+#: Anything above this (year ~5138) is taken for unix *milliseconds*, not seconds.
+MILLISECONDS_THRESHOLD = 100_000_000_000
 
 
 @dataclass(frozen=True)
@@ -258,3 +260,6 @@ class ConnectionSpec:
     @classmethod
     def from_api(cls, item: Mapping[str, Any]) -> ConnectionSpec:
         return cls(id=str(item.get("id")), name=_text(item.get("name")))
+
+
+__all__ = ["ConnectionSpec", "CreatedRun", "Flow", "FlowConnection", "FlowRun", "RunError"]

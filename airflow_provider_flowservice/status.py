@@ -99,3 +99,6 @@ _STATE = {
     FlowRunStatus.FAILED: RunState.FAILED,
     FlowRunStatus.ENDED_UNKNOWN: RunState.ENDED_UNKNOWN,
 }
+
+
+__all__ = ["FlowRunStatus", "RunState"]

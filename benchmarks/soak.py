@@ -194,8 +194,8 @@ async def _soak(
     result: SoakResult, done: dict[tuple[str, int], str],
 ) -> None:
     """Drive every window through create -> defer -> trigger -> complete; ``done``: window -> run id."""
+    from airflow_provider_flowservice._retry import RetryPolicy
     from airflow_provider_flowservice.operators.flow_service import FlowServiceCreateRunOperator
-    from airflow_provider_flowservice.retry import RetryPolicy
     from airflow_provider_flowservice.version_compat import AIRFLOW_V_3_0_PLUS
 
     if AIRFLOW_V_3_0_PLUS:
@@ -287,7 +287,7 @@ def run_soak(
     done: dict[tuple[str, int], str] = {}
     previous_conn = os.environ.get("AIRFLOW_CONN_FLOW_SERVICE_DEFAULT")
     with _captured(sink):
-        from airflow_provider_flowservice.auth import TOKEN_CACHE
+        from airflow_provider_flowservice._auth import TOKEN_CACHE
         from airflow_provider_flowservice.operators.flow_service import FlowServiceCreateRunOperator  # noqa: F401
         from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
 

@@ -235,7 +235,7 @@ def _warm_up(args: argparse.Namespace, hello: dict[str, Any], run_id: str, heade
     if args.impl == "ours":
         (wait,) = _ours(hello, [run_id], args.interval, deadline=time.time() - 1)  # past: one last look
         asyncio.run(wait())
-        from airflow_provider_flowservice.auth import TOKEN_CACHE
+        from airflow_provider_flowservice._auth import TOKEN_CACHE
 
         TOKEN_CACHE.clear()  # the measured pass fetches its own token
     else:

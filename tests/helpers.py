@@ -21,8 +21,8 @@ def forget_tokens() -> None:
     import os
     from pathlib import Path
 
+    from airflow_provider_flowservice._auth import TOKEN_CACHE
     from airflow_provider_flowservice._token_file_cache import ENV_DIR
-    from airflow_provider_flowservice.auth import TOKEN_CACHE
 
     TOKEN_CACHE.clear()
     directory = Path(os.environ[ENV_DIR])

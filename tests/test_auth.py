@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 import requests
 
-from airflow_provider_flowservice.auth import (
+from airflow_provider_flowservice._auth import (
     TOKEN_CACHE,
     AccessToken,
     TokenCache,
@@ -21,9 +21,9 @@ from airflow_provider_flowservice.auth import (
     fetch_token,
     token_key,
 )
-from airflow_provider_flowservice.connection import FlowServiceConnectionSettings
+from airflow_provider_flowservice._connection import FlowServiceConnectionSettings
+from airflow_provider_flowservice._retry import RetryPolicy
 from airflow_provider_flowservice.exceptions import FlowServiceAuthError, FlowServiceRetryError
-from airflow_provider_flowservice.retry import RetryPolicy
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
 
 TINY = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.02, max_total_seconds=5)
@@ -223,7 +223,7 @@ def test_a_secret_too_short_to_mask_is_not_handed_to_airflow(
     flow_service_emulator: FlowServiceEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Airflow cannot mask it anyway and would log "Skipping masking for a secret as it's too short".
-    from airflow_provider_flowservice import auth
+    from airflow_provider_flowservice import _auth as auth
 
     handed: list[object] = []
     real = auth.mask_secret

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_flowservice.connection import (
+from airflow_provider_flowservice._connection import (
     DEFAULT_HOST,
     DEFAULT_IMS_TOKEN_URL,
     DEFAULT_SCOPES,

@@ -9,7 +9,7 @@ import pytest
 import requests
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from airflow_provider_flowservice.errors import hint_for, one_line, parse_error_response
+from airflow_provider_flowservice._errors import hint_for, one_line, parse_error_response
 from airflow_provider_flowservice.exceptions import FlowServiceApiError
 from airflow_provider_flowservice.hooks._session import Reply
 
@@ -202,14 +202,14 @@ def test_a_non_json_body_echoing_the_token_is_redacted(make: Any) -> None:
 
 
 def test_redact_ignores_empty_secrets_and_leaves_other_text() -> None:
-    from airflow_provider_flowservice.errors import redact
+    from airflow_provider_flowservice._errors import redact
 
     assert redact("nothing secret here", ["", None]) == "nothing secret here"
     assert redact("a tok b tok", ["tok"]) == "a *** b ***"
 
 
 def test_decode_response_redacts_the_sent_token_and_the_client_secret() -> None:
-    from airflow_provider_flowservice.connection import FlowServiceConnectionSettings
+    from airflow_provider_flowservice._connection import FlowServiceConnectionSettings
     from airflow_provider_flowservice.hooks._api import decode_response
 
     settings = FlowServiceConnectionSettings.from_fields(

@@ -71,14 +71,3 @@ def test_importing_operator_sensor_and_hook_loads_no_heavy_module() -> None:
         "Import them inside the functions that use them; see hooks/flow_service.py."
     )
 
-
-def test_trigger_module_re_exports_event_statuses_and_is_transient() -> None:
-    from airflow_provider_flowservice import outcome, retry
-    from airflow_provider_flowservice.triggers import flow_service as trigger_module
-
-    assert trigger_module.is_transient is retry.is_transient
-    assert (trigger_module.EVENT_TERMINAL, trigger_module.EVENT_TIMEOUT, trigger_module.EVENT_ERROR) == (
-        outcome.EVENT_TERMINAL,
-        outcome.EVENT_TIMEOUT,
-        outcome.EVENT_ERROR,
-    ) == ("terminal", "timeout", "error")

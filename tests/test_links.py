@@ -13,10 +13,10 @@ from typing import Any
 import pendulum
 import pytest
 
+from airflow_provider_flowservice._retry import RetryPolicy
 from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
 from airflow_provider_flowservice.links.flow_service import RUN_URL_XCOM_KEY, FlowServiceRunLink
 from airflow_provider_flowservice.operators.flow_service import FlowServiceCreateRunOperator
-from airflow_provider_flowservice.retry import RetryPolicy
 from airflow_provider_flowservice.sensors.flow_service import FlowServiceRunSensor
 from airflow_provider_flowservice.version_compat import AIRFLOW_V_3_0_PLUS
 from tests.e2e.harness import run_dag

@@ -6,9 +6,7 @@ import logging
 
 import pytest
 
-from airflow_provider_flowservice.exceptions import FlowServiceError, FlowServiceRunError
-from airflow_provider_flowservice.models import FlowRun, RunError
-from airflow_provider_flowservice.outcome import (
+from airflow_provider_flowservice._outcome import (
     apply_outcome,
     count_errors,
     format_errors,
@@ -16,8 +14,10 @@ from airflow_provider_flowservice.outcome import (
     run_errors,
     run_status,
 )
+from airflow_provider_flowservice._window import Window
+from airflow_provider_flowservice.exceptions import FlowServiceError, FlowServiceRunError
+from airflow_provider_flowservice.models import FlowRun, RunError
 from airflow_provider_flowservice.status import FlowRunStatus
-from airflow_provider_flowservice.window import Window
 
 RUN_ID = "c35ed8fd-3b7e-4a48-9bd6-3f6c5d7e6a10"
 FLOW_ID = "3abea21c-7e36-4be1-bec1-d3bad0e3e0de"

@@ -12,7 +12,7 @@ from typing import Any
 import airflow
 import pytest
 
-from airflow_provider_flowservice import connection
+from airflow_provider_flowservice import _connection as connection
 from airflow_provider_flowservice.get_provider_info import get_provider_info
 from airflow_provider_flowservice.hooks.flow_service import FlowServiceAsyncHook, FlowServiceHook
 

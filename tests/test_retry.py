@@ -16,13 +16,7 @@ import aiohttp
 import pytest
 import requests
 
-from airflow_provider_flowservice.exceptions import (
-    FlowServiceApiError,
-    FlowServiceAuthError,
-    FlowServiceConfigError,
-    FlowServiceRetryError,
-)
-from airflow_provider_flowservice.retry import (
+from airflow_provider_flowservice._retry import (
     RetryPolicy,
     TransientFailure,
     acall_with_retry,
@@ -33,6 +27,12 @@ from airflow_provider_flowservice.retry import (
     transient_from_aiohttp,
     transient_from_requests,
     transient_from_status,
+)
+from airflow_provider_flowservice.exceptions import (
+    FlowServiceApiError,
+    FlowServiceAuthError,
+    FlowServiceConfigError,
+    FlowServiceRetryError,
 )
 
 TINY = RetryPolicy(max_attempts=4, initial_backoff=0.01, max_backoff=0.02, max_total_seconds=5)
@@ -258,7 +258,7 @@ async def test_async_retry_after_a_first_failure_is_the_same_as_without_the_fast
             raise TransientFailure("HTTP 503", status_code=503, retry_after=0.05)
         return "ok"
 
-    caplog.set_level("WARNING", logger="airflow_provider_flowservice.retry")
+    caplog.set_level("WARNING", logger="airflow_provider_flowservice._retry")
     started = time.monotonic()
     assert await acall_with_retry(TINY, attempt, method="GET", path="/runs/1") == "ok"
     assert calls == 2
@@ -481,7 +481,7 @@ def test_is_transient(exc: BaseException, transient: bool) -> None:
 
 
 def test_transport_error_of_a_tls_failure_is_permanent_and_says_what_to_fix() -> None:
-    from airflow_provider_flowservice.connection import FlowServiceConnectionSettings
+    from airflow_provider_flowservice._connection import FlowServiceConnectionSettings
     from airflow_provider_flowservice.hooks._api import transport_error
 
     settings = FlowServiceConnectionSettings.from_fields(

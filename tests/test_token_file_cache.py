@@ -25,10 +25,10 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from airflow_provider_flowservice import _token_file_cache
+from airflow_provider_flowservice._auth import TOKEN_CACHE, AccessToken
+from airflow_provider_flowservice._retry import RetryPolicy
 from airflow_provider_flowservice._token_file_cache import ENV_DIR, default_directory
-from airflow_provider_flowservice.auth import TOKEN_CACHE
 from airflow_provider_flowservice.hooks.flow_service import FlowServiceAsyncHook, FlowServiceHook
-from airflow_provider_flowservice.retry import RetryPolicy
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
 
 FAST = RetryPolicy(max_attempts=4, initial_backoff=0.01, max_backoff=0.05, max_total_seconds=20.0)
@@ -71,7 +71,7 @@ _LAUNCHER = textwrap.dedent(
     import os, sys, time
     from pathlib import Path
     from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
-    from airflow_provider_flowservice.retry import RetryPolicy
+    from airflow_provider_flowservice._retry import RetryPolicy
 
     n, work = int(sys.argv[1]), Path(sys.argv[2])
     gate = work / "go"
@@ -309,15 +309,24 @@ def test_default_directory_is_private_per_user(monkeypatch: pytest.MonkeyPatch, 
 # -- expiry and 401 -------------------------------------------------------------------------------
 
 
+def _auth_renew_margin(ttl: float) -> float:
+    """How long before expiry a token of this lifetime is renewed (the rule of AccessToken.renew_at)."""
+    token = AccessToken("t", expires_at=100.0, ttl=ttl)
+    return 100.0 - token.renew_at
+
+
 def test_an_entry_past_its_renewal_time_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    with FlowServiceEmulator(client_secret=SECRET, token_ttl=3) as em:
+    with FlowServiceEmulator(client_secret=SECRET, token_ttl=8) as em:
         em.add_flow("flow-1")
         monkeypatch.setenv("AIRFLOW_CONN_FLOW_SERVICE_DEFAULT", em.connection_json())
         call()
         new_process()
         call()
         assert em.token_requests == 1  # fresh: shared
-        time.sleep(2.4)  # past renew_at (3 s - 0.75 s margin), before expiry
+        [entry] = entries()
+        expires_at = json.loads(entry.read_text())["expires_at_monotonic"]
+        renew_at = expires_at - _auth_renew_margin(8)  # 1 s before expiry
+        time.sleep(max(0.0, renew_at + 0.3 - time.monotonic()))  # past renew_at, before expiry
         new_process()
         call()
         assert em.token_requests == 2

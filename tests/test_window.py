@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pendulum
 import pytest
 
-from airflow_provider_flowservice.exceptions import FlowServiceConfigError
-from airflow_provider_flowservice.window import (
+from airflow_provider_flowservice._window import (
     Window,
     resolve_window,
     resolve_window_from_context,
@@ -17,6 +16,7 @@ from airflow_provider_flowservice.window import (
     validate_flow_id,
     validate_start_time,
 )
+from airflow_provider_flowservice.exceptions import FlowServiceConfigError
 
 JAN1 = 1704067200  # 2024-01-01T00:00:00Z
 JAN2 = JAN1 + 86400

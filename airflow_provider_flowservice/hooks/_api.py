@@ -1,41 +1,83 @@
 """Flow Service request and response shapes, shared by the sync and async hooks.
 
-Pure functions, no I/O: the headers every call carries, the create body, the accepted create
-answers, where ``_links.next`` points, and how a response becomes JSON or the right exception.
+No I/O: the headers every call carries, the create body, the accepted create answers, where
+``_links.next`` points, and how a response becomes JSON or the right exception. A rule that
+needs requests (the 401 renewal, paging) is a generator: it yields what to send and is sent what
+came back; the sync hook drives it with :func:`drive`, the async hook with :func:`adrive`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import SplitResult, parse_qs, quote, urlsplit
 
 from airflow_provider_flowservice import __version__
-from airflow_provider_flowservice.connection import API_PATH, FlowServiceConnectionSettings
-from airflow_provider_flowservice.errors import one_line, parse_error_response, redact
-from airflow_provider_flowservice.exceptions import FlowServiceApiError, FlowServiceConfigError
-from airflow_provider_flowservice.models import CreatedRun, FlowRun
-from airflow_provider_flowservice.retry import (
+from airflow_provider_flowservice._auth import AccessToken, Renewals, TokenProvider
+from airflow_provider_flowservice._connection import API_PATH, FlowServiceConnectionSettings
+from airflow_provider_flowservice._errors import ResponseLike, one_line, parse_error_response, redact
+from airflow_provider_flowservice._retry import (
     is_tls_failure,
     redirect_error,
     tls_error_of,
     transient_from_status,
 )
-from airflow_provider_flowservice.window import (
+from airflow_provider_flowservice._window import (
     resolve_window,
     validate_delta_column,
     validate_flow_id,
     validate_start_time,
 )
-
-if TYPE_CHECKING:
-    import requests
-
-    from airflow_provider_flowservice.hooks._session import Reply
+from airflow_provider_flowservice.exceptions import FlowServiceApiError, FlowServiceConfigError
+from airflow_provider_flowservice.models import CreatedRun, FlowRun
 
 USER_AGENT = f"airflow-provider-flowservice/{__version__}"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+Step = TypeVar("Step")
+Result = TypeVar("Result")
+
+
+def drive(rule: Generator[Step, Any, Result], send: Callable[[Step], Any]) -> Result:
+    """Drive ``rule`` with blocking I/O: ``send`` each step it yields and give it the answer."""
+    answer = None
+    while True:
+        try:
+            step = rule.send(answer)
+        except StopIteration as end:
+            return end.value
+        answer = send(step)
+
+
+async def adrive(rule: Generator[Step, Any, Result], send: Callable[[Step], Awaitable[Any]]) -> Result:
+    """:func:`drive` with awaited I/O."""
+    answer = None
+    while True:
+        try:
+            step = rule.send(answer)
+        except StopIteration as end:
+            return end.value
+        answer = await send(step)
+
+
+def authorized(
+    settings: FlowServiceConnectionSettings, tokens: TokenProvider, method: str, path: str
+) -> Generator[None, tuple[AccessToken, ResponseLike], Any]:
+    """One request under the 401 rule: yields for each send, is sent (the token used, the response).
+
+    After a 401 the refused token is forgotten and the request sent again with a renewed one while
+    :class:`~airflow_provider_flowservice._auth.Renewals` allows; otherwise the auth error is
+    raised. Every token sent is a secret of the messages built from a response. Returns the JSON.
+    """
+    sent: list[str] = []
+    renewals = Renewals()
+    while True:
+        token, resp = yield None
+        sent.append(token.value)
+        if resp.status_code != 401:
+            return decode_response(settings, resp, method, path, token=token.value)
+        error = parse_error_response(resp, method, path, secrets=settings.secrets(*sent))
+        tokens.after_refusal(error, token, renewals)
 
 
 def request_headers(settings: FlowServiceConnectionSettings, token: str, *, has_body: bool) -> dict[str, str]:
@@ -71,7 +113,7 @@ def create_run_body(
 ) -> dict[str, Any]:
     """The ``POST /runs`` body; times as strings of unix seconds, as the documentation shows.
 
-    Checks what the operator checks, with the same messages (``window.py``): a UUID flow id, a
+    Checks what the operator checks, with the same messages (``_window.py``): a UUID flow id, a
     non-empty ordered window of unix seconds (not milliseconds, not past 2200), a column name.
     """
     flow = validate_flow_id(flow_id)
@@ -178,6 +220,42 @@ def runs_params(
     return params
 
 
+class Page(NamedTuple):
+    """A ``GET /runs`` page to read: ``url`` None for the first (``api_url + "/runs"``)."""
+
+    url: str | None
+    params: dict[str, Any]
+
+
+def run_pages(
+    settings: FlowServiceConnectionSettings,
+    params: dict[str, Any],
+    limit: int | None,
+    max_pages: int,
+    warn: Callable[..., object],
+) -> Generator[Page, Any, list[FlowRun]]:
+    """The runs of ``GET /runs``: yields each :class:`Page` to read, is sent its JSON.
+
+    Follows ``_links.next`` until the last page, ``limit`` runs, a link already followed, or
+    ``max_pages`` pages (then warns: more exist).
+    """
+    runs: list[FlowRun] = []
+    page = Page(None, params)
+    seen: set[str] = set()
+    for _ in range(max(1, max_pages)):
+        data = yield page
+        runs.extend(FlowRun.from_api(i) for i in items_of(data))
+        if limit is not None and len(runs) >= limit:
+            return runs[:limit]
+        nxt = next_page(data, settings, page.params)
+        if nxt is None or repr(nxt) in seen:
+            return runs
+        seen.add(repr(nxt))
+        page = Page(*nxt)
+    warn("Stopped listing runs after %d pages (max_pages); more exist.", max(1, max_pages))
+    return runs
+
+
 def items_of(data: Any) -> list[Mapping[str, Any]]:
     items = data.get("items") if isinstance(data, Mapping) else None
     return [i for i in items if isinstance(i, Mapping)] if isinstance(items, list) else []
@@ -245,14 +323,9 @@ def one_item(data: Any, build: Callable[[Mapping[str, Any]], Any], what: str, id
     return build(item)
 
 
-def secrets_of(settings: FlowServiceConnectionSettings, *tokens: str | None) -> tuple[str, ...]:
-    """What no message may show: the client secret, the static token and the tokens sent."""
-    return tuple(s for s in (settings.client_secret, settings.access_token, *tokens) if s)
-
-
 def decode_response(
     settings: FlowServiceConnectionSettings,
-    resp: requests.Response | Reply,
+    resp: ResponseLike,
     method: str,
     path: str,
     *,
@@ -267,7 +340,7 @@ def decode_response(
     if 300 <= status < 400:
         raise redirect_error(status, headers.get("Location"), method, path, settings.host)
     if status >= 400:
-        error = parse_error_response(resp, method, path, secrets=secrets_of(settings, token))
+        error = parse_error_response(resp, method, path, secrets=settings.secrets(token))
         failure = transient_from_status(status, headers, error)
         if failure is not None:
             raise failure
@@ -282,7 +355,7 @@ def decode_response(
     except ValueError:
         raise FlowServiceApiError(
             f"Flow Service {method} {path} answered HTTP {status} with a body that is not JSON: "
-            f"{one_line(redact(resp.text, secrets_of(settings, token)), 200)}",
+            f"{one_line(redact(resp.text, settings.secrets(token)), 200)}",
             status_code=status,
             method=method,
             url=path,
@@ -294,7 +367,7 @@ def transport_error(
 ) -> FlowServiceApiError:
     """A request that could not be sent and would fail the same way again (TLS, a bad URL).
 
-    It has no HTTP status, which is what makes :func:`~airflow_provider_flowservice.retry.is_transient`
+    It has no HTTP status, which is what makes :func:`~airflow_provider_flowservice._retry.is_transient`
     call it permanent: a trigger or a wait ends on it instead of polling until its deadline.
     """
     tls = tls_error_of(exc)

@@ -44,7 +44,7 @@ def env_proxy(url: str) -> str | None:
 
 @dataclass(frozen=True)
 class Reply:
-    """A response read in full: what ``errors.ResponseLike`` and ``_api.decode_response`` use."""
+    """A response read in full: what ``_errors.ResponseLike`` and ``_api.decode_response`` use."""
 
     status_code: int
     headers: CIMultiDictProxy[str]

@@ -15,15 +15,22 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_flowservice.auth import AccessToken, Renewals, TokenProvider
-from airflow_provider_flowservice.connection import (
+from airflow_provider_flowservice._auth import AccessToken, TokenProvider
+from airflow_provider_flowservice._connection import (
     CONN_TYPE,
     DEFAULT_CONN_ID,
     FlowServiceConnectionSettings,
     connection_form_widgets,
     ui_field_behaviour,
 )
-from airflow_provider_flowservice.errors import parse_error_response
+from airflow_provider_flowservice._retry import (
+    RetryPolicy,
+    TransientFailure,
+    acall_with_retry,
+    call_with_retry,
+    transient_from_aiohttp,
+    transient_from_requests,
+)
 from airflow_provider_flowservice.exceptions import (
     FlowServiceApiError,
     FlowServiceAuthError,
@@ -33,8 +40,10 @@ from airflow_provider_flowservice.exceptions import (
 )
 from airflow_provider_flowservice.hooks._api import (
     AdoptionRule,
+    adrive,
+    authorized,
     create_run_body,
-    decode_response,
+    drive,
     items_of,
     matches_window,
     newest_first,
@@ -43,19 +52,11 @@ from airflow_provider_flowservice.hooks._api import (
     parse_created_run,
     path_segment,
     request_headers,
+    run_pages,
     runs_params,
-    secrets_of,
     transport_error,
 )
 from airflow_provider_flowservice.models import ConnectionSpec, CreatedRun, Flow, FlowConnection, FlowRun
-from airflow_provider_flowservice.retry import (
-    RetryPolicy,
-    TransientFailure,
-    acall_with_retry,
-    call_with_retry,
-    transient_from_aiohttp,
-    transient_from_requests,
-)
 from airflow_provider_flowservice.version_compat import BaseHook
 
 # requests and aiohttp (and the shared session) are imported on first use, not at module
@@ -176,19 +177,14 @@ class FlowServiceHook(BaseHook):
     def _send_once(
         self, method: str, path: str, *, params: Any = None, body: Any = None, url: str | None = None
     ) -> Any:
-        """One attempt (repeated after a 401 with a renewed token, see ``Renewals``); the decoded JSON."""
-        s, tokens = self.settings, self.tokens
-        target = url or s.api_url + path
-        token = tokens.get_token(self.session)
-        resp = self._http(method, target, path, token.value, params=params, body=body)
-        sent, renewals = [token.value], Renewals()
-        while resp.status_code == 401:
-            error = parse_error_response(resp, method, path, secrets=secrets_of(s, *sent))
-            tokens.after_refusal(error, token, renewals)
-            token = tokens.get_token(self.session)
-            sent.append(token.value)
-            resp = self._http(method, target, path, token.value, params=params, body=body)
-        return decode_response(s, resp, method, path, token=token.value)
+        """One attempt under the 401 rule (``_api.authorized``); the decoded JSON."""
+        target = url or self.settings.api_url + path
+
+        def send(_: None) -> tuple[AccessToken, requests.Response]:
+            token = self.tokens.get_token(self.session)
+            return token, self._http(method, target, path, token.value, params=params, body=body)
+
+        return drive(authorized(self.settings, self.tokens, method, path), send)
 
     def _request(
         self,
@@ -291,7 +287,7 @@ class FlowServiceHook(BaseHook):
                 raise
             cached = self.tokens.cached()
             token = cached.value if cached is not None else None
-            return parse_created_run(data, secrets=secrets_of(self.settings, token))
+            return parse_created_run(data, secrets=self.settings.secrets(token))
 
         try:
             created = call_with_retry(self.retry_policy, attempt, method="POST", path="/runs")
@@ -407,22 +403,8 @@ class FlowServiceHook(BaseHook):
         return self._collect(runs_params(flow_id, properties, limit, order_by), limit, max_pages)
 
     def _collect(self, params: dict[str, Any], limit: int | None, max_pages: int) -> list[FlowRun]:
-        runs: list[FlowRun] = []
-        url: str | None = None
-        seen: set[str] = set()
-        for page in range(max(1, max_pages)):
-            data = self._request("GET", "/runs", params=params, url=url)
-            runs.extend(FlowRun.from_api(i) for i in items_of(data))
-            if limit is not None and len(runs) >= limit:
-                return runs[:limit]
-            nxt = next_page(data, self.settings, params)
-            if nxt is None or repr(nxt) in seen:
-                return runs
-            seen.add(repr(nxt))
-            url, params = nxt
-            if page == max_pages - 1:
-                self.log.warning("Stopped listing runs after %d pages (max_pages); more exist.", max_pages)
-        return runs
+        pages = run_pages(self.settings, params, limit, max_pages, self.log.warning)
+        return drive(pages, lambda page: self._request("GET", "/runs", params=page.params, url=page.url))
 
     def find_runs_for_window(self, flow_id: str, window_start: int, window_end: int) -> list[FlowRun]:
         """Runs of ``flow_id`` with exactly this window (unix seconds), newest first.
@@ -501,7 +483,7 @@ class FlowServiceHook(BaseHook):
         """Link to the run in the Experience Platform UI (no network).
 
         Uses extra ``ui_url_template`` (placeholders ``{org_id} {sandbox_name} {flow_id} {run_id}``),
-        default :data:`airflow_provider_flowservice.connection.DEFAULT_UI_URL_TEMPLATE`.
+        default :data:`airflow_provider_flowservice._connection.DEFAULT_UI_URL_TEMPLATE`.
         """
         return self.settings.ui_url(flow_id, run_id)
 
@@ -645,19 +627,14 @@ class FlowServiceAsyncHook:
 
     async def _send_once(self, method: str, path: str, *, params: Any = None, url: str | None = None) -> Any:
         s = await self.get_settings()
-        tokens = self._tokens
-        assert tokens is not None
+        assert self._tokens is not None
         target = url or s.api_url + path
-        token = await self._token()
-        resp = await self._http(method, target, path, token.value, params=params)
-        sent, renewals = [token.value], Renewals()
-        while resp.status_code == 401:
-            error = parse_error_response(resp, method, path, secrets=secrets_of(s, *sent))
-            tokens.after_refusal(error, token, renewals)
+
+        async def send(_: None) -> tuple[AccessToken, Reply]:
             token = await self._token()
-            sent.append(token.value)
-            resp = await self._http(method, target, path, token.value, params=params)
-        return decode_response(s, resp, method, path, token=token.value)
+            return token, await self._http(method, target, path, token.value, params=params)
+
+        return await adrive(authorized(s, self._tokens, method, path), send)
 
     async def _request(self, method: str, path: str, *, params: Any = None, url: str | None = None) -> Any:
         send: Callable[[], Awaitable[Any]] = lambda: self._send_once(method, path, params=params, url=url)  # noqa: E731
@@ -684,21 +661,10 @@ class FlowServiceAsyncHook:
     ) -> list[FlowRun]:
         """Runs of ``flow_id`` following ``_links.next`` (same arguments as the sync hook)."""
         params = runs_params(flow_id, properties, limit, order_by)
-        s = await self.get_settings()
-        runs: list[FlowRun] = []
-        url: str | None = None
-        seen: set[str] = set()
-        for _ in range(max(1, max_pages)):
-            data = await self._request("GET", "/runs", params=params, url=url)
-            runs.extend(FlowRun.from_api(i) for i in items_of(data))
-            if limit is not None and len(runs) >= limit:
-                return runs[:limit]
-            nxt = next_page(data, s, params)
-            if nxt is None or repr(nxt) in seen:
-                break
-            seen.add(repr(nxt))
-            url, params = nxt
-        return runs
+        pages = run_pages(await self.get_settings(), params, limit, max_pages, log.warning)
+        return await adrive(
+            pages, lambda page: self._request("GET", "/runs", params=page.params, url=page.url)
+        )
 
     async def aclose(self) -> None:
         """Let go of the loop's shared session (idempotent); the last hook on the loop closes it."""
@@ -725,4 +691,4 @@ async def _aget_connection(conn_id: str) -> Any:
     return await sync_to_async(BaseHook.get_connection)(conn_id)
 
 
-__all__ = ["FlowServiceAsyncHook", "FlowServiceHook"]
+__all__ = ["FlowServiceAsyncHook", "FlowServiceConnectionSettings", "FlowServiceHook", "RetryPolicy"]

@@ -69,3 +69,6 @@ def pushed_run_url(ti: Any, log: Any) -> str | None:
         log.warning("Could not read XCom %r of this task: %s", RUN_URL_XCOM_KEY, exc)
         return None
     return value if isinstance(value, str) and value else None
+
+
+__all__ = ["RUN_URL_XCOM_KEY", "FlowServiceRunLink"]

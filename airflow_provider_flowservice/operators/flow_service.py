@@ -14,6 +14,17 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from airflow_provider_flowservice._outcome import EVENT_TERMINAL, EVENT_TIMEOUT, apply_outcome, format_summary
+from airflow_provider_flowservice._retry import is_transient, server_wait
+from airflow_provider_flowservice._window import (
+    Window,
+    iso_utc,
+    resolve_window_from_context,
+    validate_delta_column,
+    validate_duration,
+    validate_flow_id,
+    validate_start_time,
+)
 from airflow_provider_flowservice.assets import outlets_with_alias
 from airflow_provider_flowservice.exceptions import (
     FlowServiceError,
@@ -26,8 +37,6 @@ from airflow_provider_flowservice.links.flow_service import (
     pushed_run_url,
 )
 from airflow_provider_flowservice.models import FlowRun
-from airflow_provider_flowservice.outcome import EVENT_TERMINAL, EVENT_TIMEOUT, apply_outcome, format_summary
-from airflow_provider_flowservice.retry import is_transient, server_wait
 from airflow_provider_flowservice.status import FlowRunStatus, RunState
 from airflow_provider_flowservice.version_compat import (
     BaseOperator,
@@ -35,20 +44,11 @@ from airflow_provider_flowservice.version_compat import (
     get_task_state_store,
     previous_try_max_tries,
 )
-from airflow_provider_flowservice.window import (
-    Window,
-    iso_utc,
-    resolve_window_from_context,
-    validate_delta_column,
-    validate_duration,
-    validate_flow_id,
-    validate_start_time,
-)
 
 if TYPE_CHECKING:
     from airflow_provider_flowservice._lineage import LineageRecorder
+    from airflow_provider_flowservice._retry import RetryPolicy
     from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
-    from airflow_provider_flowservice.retry import RetryPolicy
     from airflow_provider_flowservice.version_compat import Context
 
 #: task_state_store key holding this task instance's flow run (Airflow 3.3+).
@@ -626,3 +626,6 @@ class FlowServiceCreateRunOperator(BaseOperator):
             seq.store.set(TASK_STATE_KEY, entry, retention=TASK_STATE_RETENTION)
         except Exception as exc:
             self.log.warning("Could not save flow run %s in task_state_store: %s", entry["run_id"], exc)
+
+
+__all__ = ["FlowServiceCreateRunOperator"]

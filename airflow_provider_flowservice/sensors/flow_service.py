@@ -1,10 +1,10 @@
 """Wait for a flow run that already exists (e.g. created with ``wait_for_completion=False``).
 
 The sensor works in ``poke``, ``reschedule`` and deferrable modes with the same rules as the
-operator (see :mod:`airflow_provider_flowservice.outcome`): a ``failed`` run fails the sensor as
-soon as it is seen, with the run's errors, instead of waiting for the timeout; ``partialSuccess``
-fails unless ``allow_partial_success=True``. With ``soft_fail=True`` those outcomes, and a
-timeout, skip the task instead, on Airflow 2.11 and 3.x alike.
+operator: a ``failed`` run fails the sensor as soon as it is seen, with the run's errors, instead
+of waiting for the timeout; ``partialSuccess`` fails unless ``allow_partial_success=True``. With
+``soft_fail=True`` those outcomes, and a timeout, skip the task instead, on Airflow 2.11 and 3.x
+alike.
 """
 
 from __future__ import annotations
@@ -14,6 +14,15 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from airflow_provider_flowservice._outcome import (
+    EVENT_TERMINAL,
+    EVENT_TIMEOUT,
+    apply_outcome,
+    as_summary,
+    format_summary,
+)
+from airflow_provider_flowservice._retry import is_transient
+from airflow_provider_flowservice._window import validate_duration
 from airflow_provider_flowservice.assets import outlets_with_alias
 from airflow_provider_flowservice.exceptions import (
     FlowServiceConfigError,
@@ -26,14 +35,6 @@ from airflow_provider_flowservice.links.flow_service import (
     publish_run_url,
     pushed_run_url,
 )
-from airflow_provider_flowservice.outcome import (
-    EVENT_TERMINAL,
-    EVENT_TIMEOUT,
-    apply_outcome,
-    as_summary,
-    format_summary,
-)
-from airflow_provider_flowservice.retry import is_transient
 from airflow_provider_flowservice.version_compat import (
     AirflowFailException,
     AirflowSensorTimeout,
@@ -42,13 +43,12 @@ from airflow_provider_flowservice.version_compat import (
     PokeReturnValue,
     conf,
 )
-from airflow_provider_flowservice.window import validate_duration
 
 if TYPE_CHECKING:
     from airflow_provider_flowservice._lineage import LineageRecorder
+    from airflow_provider_flowservice._retry import RetryPolicy
     from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
     from airflow_provider_flowservice.models import FlowRun
-    from airflow_provider_flowservice.retry import RetryPolicy
     from airflow_provider_flowservice.version_compat import Context
 
 #: Seconds between polls when neither ``poll_interval`` nor ``poke_interval`` is given.
@@ -296,3 +296,6 @@ class FlowServiceRunSensor(BaseSensorOperator):
         raise FlowServiceRunOutcomeError(
             str(exc), run_id=exc.run_id, status=exc.status, errors=exc.errors
         ) from None
+
+
+__all__ = ["FlowServiceRunOutcomeError", "FlowServiceRunSensor"]

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from airflow_provider_flowservice._auth import TOKEN_CACHE
 from airflow_provider_flowservice._token_file_cache import ENV_DIR
-from airflow_provider_flowservice.auth import TOKEN_CACHE
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
 
 
@@ -41,3 +41,6 @@ def flow_service_conn(
     """The emulator, with the default Flow Service connection set to it for this test."""
     monkeypatch.setenv("AIRFLOW_CONN_FLOW_SERVICE_DEFAULT", flow_service_emulator.connection_json())
     return flow_service_emulator
+
+
+__all__ = ["flow_service_conn", "flow_service_emulator"]

@@ -93,9 +93,9 @@ class FlowBoard:
         return await asyncio.shield(future)
 
     async def _fetch(self, index: int) -> Snapshot:
+        from airflow_provider_flowservice._retry import RetryPolicy, is_transient
         from airflow_provider_flowservice.hooks._api import items_of, next_page, runs_params
         from airflow_provider_flowservice.hooks.flow_service import FlowServiceAsyncHook
-        from airflow_provider_flowservice.retry import RetryPolicy, is_transient
 
         if self._hook is None:
             policy = RetryPolicy.from_dict(self.retry) if self.retry is not None else RetryPolicy()

@@ -19,12 +19,11 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_flowservice.models import FlowRun
-
 # The event ``status`` values and is_transient live in cheap modules, so the operator and sensor
 # need not import this one (and airflow.triggers.base) while a DAG file is parsed; see __all__.
-from airflow_provider_flowservice.outcome import EVENT_ERROR, EVENT_TERMINAL, EVENT_TIMEOUT
-from airflow_provider_flowservice.retry import is_transient, server_wait
+from airflow_provider_flowservice._outcome import EVENT_ERROR, EVENT_TERMINAL, EVENT_TIMEOUT
+from airflow_provider_flowservice._retry import is_transient, server_wait
+from airflow_provider_flowservice.models import FlowRun
 
 #: A poll request may run at least this long even when the deadline is nearer (one last look).
 MIN_REQUEST_SECONDS = 5.0
@@ -125,8 +124,7 @@ class FlowServiceRunTrigger(BaseTrigger):
          "summary": FlowRun.summary() of the last successful poll, or None,
          "message": str}            # for a person: what happened and what to do
 
-    Apply :func:`airflow_provider_flowservice.outcome.apply_outcome` to ``summary`` of a
-    ``terminal`` event.
+    The operator and the sensor turn a ``terminal`` event's ``summary`` into the task's outcome.
 
     :param run_id: the flow run to watch.
     :param flow_service_conn_id: Airflow connection id (only the id travels; never a secret).
@@ -171,8 +169,8 @@ class FlowServiceRunTrigger(BaseTrigger):
         )
 
     def _make_hook(self) -> Any:
+        from airflow_provider_flowservice._retry import RetryPolicy
         from airflow_provider_flowservice.hooks.flow_service import FlowServiceAsyncHook
-        from airflow_provider_flowservice.retry import RetryPolicy
 
         policy = RetryPolicy.from_dict(self.retry) if self.retry is not None else None
         return FlowServiceAsyncHook(self.flow_service_conn_id, retry=policy)
@@ -337,13 +335,4 @@ class FlowServiceRunTrigger(BaseTrigger):
         await asyncio.sleep(max(0.0, min(when - time.monotonic(), self.end_time - time.time())))
 
 
-__all__ = [
-    "EVENT_ERROR",
-    "EVENT_TERMINAL",
-    "EVENT_TIMEOUT",
-    "MIN_POLL_INTERVAL",
-    "MIN_REQUEST_SECONDS",
-    "FlowServiceRunTrigger",
-    "deferral_end_time",
-    "is_transient",
-]
+__all__ = ["FlowServiceRunTrigger"]

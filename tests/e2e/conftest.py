@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_flowservice.auth import TOKEN_CACHE
+from airflow_provider_flowservice._auth import TOKEN_CACHE
 from airflow_provider_flowservice.testing.emulator import DEFAULT_FLOW_ID, FlowServiceEmulator
 from tests.e2e.harness import load_example_dags
 

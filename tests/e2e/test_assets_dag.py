@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_flowservice._auth import TOKEN_CACHE
 from airflow_provider_flowservice.assets import dataset_uri
-from airflow_provider_flowservice.auth import TOKEN_CACHE
 from airflow_provider_flowservice.testing.emulator import DEFAULT_FLOW_ID, FlowServiceEmulator
 from airflow_provider_flowservice.version_compat import AIRFLOW_V_3_0_PLUS
 from tests.e2e.harness import _serialize_for_test, load_example_dags, run_dag

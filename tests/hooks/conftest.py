@@ -11,8 +11,8 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from airflow_provider_flowservice.auth import TOKEN_CACHE
-from airflow_provider_flowservice.retry import RetryPolicy
+from airflow_provider_flowservice._auth import TOKEN_CACHE
+from airflow_provider_flowservice._retry import RetryPolicy
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
 
 FAST = RetryPolicy(max_attempts=4, initial_backoff=0.01, max_backoff=0.05, max_total_seconds=20.0)

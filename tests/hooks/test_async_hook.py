@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
 import pytest
 
+from airflow_provider_flowservice._retry import RetryPolicy
 from airflow_provider_flowservice.exceptions import (
     FlowServiceApiError,
     FlowServiceAuthError,
     FlowServiceRetryError,
 )
 from airflow_provider_flowservice.hooks.flow_service import FlowServiceAsyncHook, FlowServiceHook
-from airflow_provider_flowservice.retry import RetryPolicy
 from airflow_provider_flowservice.status import FlowRunStatus
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
 from tests.helpers import forget_tokens
@@ -238,6 +239,25 @@ async def test_pagination_async(em: FlowServiceEmulator) -> None:
     async with FlowServiceAsyncHook(retry=FAST) as hook:
         assert {r.id for r in await hook.list_runs(flow)} == ids
         assert len(await hook.list_runs(flow, limit=3)) == 3
+
+
+async def test_both_hooks_stop_at_max_pages_and_say_more_runs_exist(
+    em: FlowServiceEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One paging rule (``_api.run_pages``) for both hooks: the async one used to stop silently."""
+    em.page_size = 2
+    flow = em.add_flow(kind="file")
+    sync = FlowServiceHook(retry=FAST)
+    for i in range(5):
+        sync.create_run(flow, W_START + i * 10, W_START + i * 10 + 5)
+    assert len(sync.list_runs(flow, max_pages=2)) == 4  # (its task logger is not caplog's on Airflow 3)
+    caplog.set_level(logging.WARNING, logger="airflow_provider_flowservice.hooks.flow_service")
+    async with FlowServiceAsyncHook(retry=FAST) as hook:
+        assert len(await hook.list_runs(flow, max_pages=2)) == 4
+        assert len(await hook.list_runs(flow, max_pages=3)) == 5  # the last page: nothing more
+    ours = "airflow_provider_flowservice.hooks.flow_service"
+    warned = [r.getMessage() for r in caplog.records if r.name == ours]
+    assert warned == ["Stopped listing runs after 2 pages (max_pages); more exist."]
 
 
 async def test_hooks_on_one_loop_share_one_aiohttp_session(em: FlowServiceEmulator) -> None:

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_flowservice.auth import MAX_RENEWALS, TOKEN_CACHE, AccessToken, Renewals
-from airflow_provider_flowservice.connection import DEFAULT_UI_URL_TEMPLATE
+from airflow_provider_flowservice._auth import MAX_RENEWALS, TOKEN_CACHE, AccessToken, Renewals
+from airflow_provider_flowservice._connection import DEFAULT_UI_URL_TEMPLATE
+from airflow_provider_flowservice._retry import RetryPolicy
 from airflow_provider_flowservice.exceptions import (
     FlowServiceApiError,
     FlowServiceAuthError,
@@ -24,7 +25,6 @@ from airflow_provider_flowservice.exceptions import (
     FlowServiceRetryError,
 )
 from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
-from airflow_provider_flowservice.retry import RetryPolicy
 from airflow_provider_flowservice.status import FlowRunStatus
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
 from tests.hooks.conftest import FAST
@@ -945,7 +945,7 @@ def test_token_cache_is_clean_between_tests() -> None:
 
 
 def _settings(host: str = "https://platform.adobe.io") -> Any:
-    from airflow_provider_flowservice.connection import FlowServiceConnectionSettings
+    from airflow_provider_flowservice._connection import FlowServiceConnectionSettings
 
     return FlowServiceConnectionSettings.from_fields(
         conn_id="aep", host=host, login="id", password="secret", extra={"org_id": "O@AdobeOrg"}
@@ -1077,8 +1077,8 @@ def test_create_run_body_validation(args: tuple[Any, ...], kwargs: dict[str, Any
 def test_create_run_refuses_what_the_operator_refuses_before_sending(
     em: FlowServiceEmulator, hook: FlowServiceHook, value: Any, name: str
 ) -> None:
-    """The hook checks like the operator (window.py), with the same message, and sends nothing."""
-    from airflow_provider_flowservice.window import resolve_window, validate_flow_id
+    """The hook checks like the operator (_window.py), with the same message, and sends nothing."""
+    from airflow_provider_flowservice._window import resolve_window, validate_flow_id
 
     arguments: dict[str, Any] = {"flow_id": em.add_flow(), "window_start": W_START, "window_end": W_END}
     arguments[name] = value

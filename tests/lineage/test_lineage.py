@@ -9,11 +9,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from airflow_provider_flowservice._lineage import LineageRecorder, read_lineage, source_dataset_name
+from airflow_provider_flowservice._retry import RetryPolicy
 from airflow_provider_flowservice.assets import dataset_uri, outlets_with_alias, sanitize_uri
 from airflow_provider_flowservice.exceptions import FlowServiceApiError, FlowServiceConfigError
 from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
 from airflow_provider_flowservice.models import Flow, FlowConnection
-from airflow_provider_flowservice.retry import RetryPolicy
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
 
 FAST = RetryPolicy(max_attempts=2, initial_backoff=0.01, max_backoff=0.02, max_total_seconds=5.0)
@@ -21,7 +21,11 @@ W = (1735689600, 1735776000)
 
 
 def _lineage_gets(em: FlowServiceEmulator) -> list[str]:
-    return [r.path.rsplit("/", 2)[-2] for r in em.requests if r.method == "GET" and "/runs" not in r.path]
+    """The Flow Service collections read (a stray request of another process to a reused port, such
+    as an Airflow health check, is not ours)."""
+    ours = [r for r in em.requests if r.method == "GET" and "/flowservice/" in r.path]
+    ours = [r for r in ours if "/runs" not in r.path]
+    return [r.path.rsplit("/", 2)[-2] for r in ours]
 
 
 def test_flow_parses_connection_ids_and_target_dataset() -> None:

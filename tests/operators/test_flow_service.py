@@ -14,6 +14,7 @@ from typing import Any
 import pendulum
 import pytest
 
+from airflow_provider_flowservice._retry import RetryPolicy
 from airflow_provider_flowservice.exceptions import (
     FlowServiceConfigError,
     FlowServiceError,
@@ -29,7 +30,6 @@ from airflow_provider_flowservice.operators.flow_service import (
     first_try_of_sequence,
     is_automatic_retry,
 )
-from airflow_provider_flowservice.retry import RetryPolicy
 from airflow_provider_flowservice.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_3_PLUS
 from tests.e2e.harness import record_failure, run_dag
 from tests.helpers import LogText

@@ -20,8 +20,8 @@ from typing import Any
 
 import pendulum
 
+from airflow_provider_flowservice._retry import RetryPolicy
 from airflow_provider_flowservice.operators.flow_service import FlowServiceCreateRunOperator
-from airflow_provider_flowservice.retry import RetryPolicy
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
 from airflow_provider_flowservice.triggers.flow_service import FlowServiceRunTrigger
 from airflow_provider_flowservice.version_compat import AIRFLOW_V_3_0_PLUS

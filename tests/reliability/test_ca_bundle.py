@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_flowservice._retry import RetryPolicy
 from airflow_provider_flowservice.exceptions import FlowServiceApiError
 from airflow_provider_flowservice.hooks.flow_service import FlowServiceAsyncHook, FlowServiceHook
-from airflow_provider_flowservice.retry import RetryPolicy
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
 from tests.reliability._support import serve_tls
 

@@ -51,7 +51,7 @@ except ImportError:
     from airflow import DAG
 
 from airflow_provider_flowservice.operators.flow_service import FlowServiceCreateRunOperator
-from airflow_provider_flowservice.retry import RetryPolicy
+from airflow_provider_flowservice._retry import RetryPolicy
 
 with DAG(
     "crash_test",

@@ -30,11 +30,11 @@ import pendulum
 import pytest
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from airflow_provider_flowservice.auth import TOKEN_CACHE
+from airflow_provider_flowservice._auth import TOKEN_CACHE
+from airflow_provider_flowservice._retry import RetryPolicy
 from airflow_provider_flowservice.exceptions import FlowServiceApiError, FlowServiceError
 from airflow_provider_flowservice.hooks.flow_service import FlowServiceAsyncHook, FlowServiceHook
 from airflow_provider_flowservice.operators.flow_service import FlowServiceCreateRunOperator
-from airflow_provider_flowservice.retry import RetryPolicy
 from airflow_provider_flowservice.sensors.flow_service import FlowServiceRunSensor
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
 from airflow_provider_flowservice.triggers.flow_service import FlowServiceRunTrigger

@@ -17,10 +17,10 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from airflow_provider_flowservice.errors import redact, secret_forms
+from airflow_provider_flowservice._errors import redact, secret_forms
+from airflow_provider_flowservice._retry import RetryPolicy
 from airflow_provider_flowservice.exceptions import FlowServiceError
 from airflow_provider_flowservice.hooks.flow_service import FlowServiceAsyncHook, FlowServiceHook
-from airflow_provider_flowservice.retry import RetryPolicy
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
 
 pytestmark = pytest.mark.timeout(60)

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from airflow_provider_flowservice._retry import RetryPolicy
 from airflow_provider_flowservice.exceptions import FlowServiceRetryError
 from airflow_provider_flowservice.hooks.flow_service import FlowServiceAsyncHook, FlowServiceHook
-from airflow_provider_flowservice.retry import RetryPolicy
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
 from airflow_provider_flowservice.triggers.flow_service import FlowServiceRunTrigger
 from tests.reliability._support import FAST, JAN1, JAN2, polls

@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 import pytest
 
+from airflow_provider_flowservice._retry import RetryPolicy, is_transient
 from airflow_provider_flowservice.exceptions import FlowServiceApiError, FlowServiceRetryError
 from airflow_provider_flowservice.hooks.flow_service import FlowServiceAsyncHook, FlowServiceHook
-from airflow_provider_flowservice.retry import RetryPolicy, is_transient
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
 from airflow_provider_flowservice.triggers.flow_service import FlowServiceRunTrigger
 from tests.reliability._support import JAN1, JAN2, run_trigger

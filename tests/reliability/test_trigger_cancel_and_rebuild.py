@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_flowservice.auth import TOKEN_CACHE
+from airflow_provider_flowservice._auth import TOKEN_CACHE
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
 from tests.reliability._support import (
     TaskDeferred,

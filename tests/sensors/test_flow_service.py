@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, PokeReturnValue, TaskDeferred
 
-from airflow_provider_flowservice.auth import TOKEN_CACHE
+from airflow_provider_flowservice._auth import TOKEN_CACHE
+from airflow_provider_flowservice._retry import RetryPolicy
 from airflow_provider_flowservice.exceptions import (
     FlowServiceApiError,
     FlowServiceConfigError,
@@ -23,7 +24,6 @@ from airflow_provider_flowservice.exceptions import (
     FlowServiceRunError,
 )
 from airflow_provider_flowservice.links.flow_service import FlowServiceRunLink
-from airflow_provider_flowservice.retry import RetryPolicy
 from airflow_provider_flowservice.sensors.flow_service import (
     DEFAULT_POLL_INTERVAL,
     FlowServiceRunOutcomeError,

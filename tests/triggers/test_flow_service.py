@@ -11,10 +11,10 @@ import time
 
 import pytest
 
+from airflow_provider_flowservice._outcome import apply_outcome
+from airflow_provider_flowservice._retry import RetryPolicy
 from airflow_provider_flowservice.exceptions import FlowServiceRunError
 from airflow_provider_flowservice.hooks.flow_service import FlowServiceAsyncHook, FlowServiceHook
-from airflow_provider_flowservice.outcome import apply_outcome
-from airflow_provider_flowservice.retry import RetryPolicy
 from airflow_provider_flowservice.triggers.flow_service import FlowServiceRunTrigger
 from tests.helpers import LogText
 

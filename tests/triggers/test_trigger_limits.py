@@ -12,8 +12,8 @@ import time
 
 import pytest
 
+from airflow_provider_flowservice._outcome import apply_outcome
 from airflow_provider_flowservice.exceptions import FlowServiceRunError
-from airflow_provider_flowservice.outcome import apply_outcome
 from airflow_provider_flowservice.triggers import flow_service as trigger_module
 from airflow_provider_flowservice.triggers.flow_service import (
     MAX_ERROR_CHARS,

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import pytest
 
-from airflow_provider_flowservice.connection import DEFAULT_IMS_TOKEN_URL
+from airflow_provider_flowservice._connection import DEFAULT_IMS_TOKEN_URL
 from airflow_provider_flowservice.links.flow_service import FlowServiceRunLink
 from airflow_provider_flowservice.testing.emulator import DEFAULT_FLOW_ID, FlowServiceEmulator
 from tests.system._airflow_services import AirflowDeployment, wait_for

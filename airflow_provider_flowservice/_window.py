@@ -14,9 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from airflow_provider_flowservice.exceptions import FlowServiceConfigError
+from airflow_provider_flowservice.models import MILLISECONDS_THRESHOLD
 
-#: Anything above this (year ~5138) is taken for unix *milliseconds*, not seconds.
-MILLISECONDS_THRESHOLD = 100_000_000_000
 #: Latest accepted instant (2200-01-01T00:00:00Z): later values are typing mistakes.
 MAX_SECONDS = 7_258_118_400
 

@@ -19,10 +19,10 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from airflow_provider_flowservice._window import iso_utc
 from airflow_provider_flowservice.exceptions import FlowServiceError, FlowServiceRunError
 from airflow_provider_flowservice.models import FlowRun, RunError
 from airflow_provider_flowservice.status import FlowRunStatus
-from airflow_provider_flowservice.window import iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def format_summary(run: RunLike, *, window: Any | None = None) -> str:
     Run id, final status, window, record counts (input/output/failed), file counts, and the duration
     when the run reports both its start and end.
 
-    :param window: a :class:`~airflow_provider_flowservice.window.Window` (or anything with
+    :param window: a :class:`~airflow_provider_flowservice._window.Window` (or anything with
         ``describe()``); defaults to the window the run reports.
     """
     s = as_summary(run)

@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow_provider_flowservice.connection import FlowServiceConnectionSettings
-from airflow_provider_flowservice.errors import one_line, redact
-from airflow_provider_flowservice.exceptions import FlowServiceApiError, FlowServiceAuthError
-from airflow_provider_flowservice.retry import (
+from airflow_provider_flowservice._connection import FlowServiceConnectionSettings
+from airflow_provider_flowservice._errors import ResponseLike, one_line, redact
+from airflow_provider_flowservice._retry import (
     RetryPolicy,
     TransientFailure,
     acall_with_retry,
@@ -38,14 +37,14 @@ from airflow_provider_flowservice.retry import (
     transient_from_requests,
     transient_from_status,
 )
+from airflow_provider_flowservice.exceptions import FlowServiceApiError, FlowServiceAuthError
 from airflow_provider_flowservice.version_compat import mask_secret
 
-if TYPE_CHECKING:  # imported where used, to keep DAG-file parsing cheap (see retry.py)
+if TYPE_CHECKING:  # imported where used, to keep DAG-file parsing cheap (see _retry.py)
     import aiohttp
     import requests
 
     from airflow_provider_flowservice._token_file_cache import TokenFile
-    from airflow_provider_flowservice.hooks._session import Reply
 
 log = logging.getLogger(__name__)
 
@@ -138,15 +137,20 @@ class TokenCache:
             token = self._tokens.get(key)
         return token if token is not None and token.is_fresh() else None
 
-    def _store(self, key: TokenKey, token: AccessToken) -> None:
+    def _store(self, key: TokenKey, token: AccessToken) -> AccessToken:
         with self._lock:
             self._tokens[key] = token
             self.fetches += 1
+        return token
 
-    def _fallback(self, key: TokenKey) -> AccessToken | None:
+    def _instead_of(self, key: TokenKey, failure: Exception) -> AccessToken:
+        """A renewal failed: the current token while it lives, unless IMS refused the credentials."""
         with self._lock:
             token = self._tokens.get(key)
-        return token if token is not None and not token.is_expired() else None
+        if isinstance(failure, FlowServiceAuthError) or token is None or token.is_expired():
+            raise failure
+        log.warning("Renewing the IMS token failed; using the current one until it expires.")
+        return token
 
     def get(self, key: TokenKey, fetch: Callable[[], AccessToken]) -> AccessToken:
         """Return a fresh token, fetching it at most once across concurrent threads."""
@@ -160,17 +164,9 @@ class TokenCache:
             if token is not None:
                 return token
             try:
-                token = fetch()
-            except FlowServiceAuthError:
-                raise
-            except Exception:
-                old = self._fallback(key)
-                if old is None:
-                    raise
-                log.warning("Renewing the IMS token failed; using the current one until it expires.")
-                return old
-            self._store(key, token)
-            return token
+                return self._store(key, fetch())
+            except Exception as failure:
+                return self._instead_of(key, failure)
 
     async def aget(self, key: TokenKey, fetch: Callable[[], Awaitable[AccessToken]]) -> AccessToken:
         """Async twin of :meth:`get`: one fetch per key among the tasks of one event loop."""
@@ -185,17 +181,9 @@ class TokenCache:
             if token is not None:
                 return token
             try:
-                token = await fetch()
-            except FlowServiceAuthError:
-                raise
-            except Exception:
-                old = self._fallback(key)
-                if old is None:
-                    raise
-                log.warning("Renewing the IMS token failed; using the current one until it expires.")
-                return old
-            self._store(key, token)
-            return token
+                return self._store(key, await fetch())
+            except Exception as failure:
+                return self._instead_of(key, failure)
 
     def invalidate(self, key: TokenKey, value: str) -> bool:
         """Drop the cached token only if it is ``value`` (the one that failed); True if dropped."""
@@ -234,7 +222,7 @@ def _token_path(settings: FlowServiceConnectionSettings) -> str:
 
 
 def _parse_token_response(
-    settings: FlowServiceConnectionSettings, resp: requests.Response | Reply, sent_at: float
+    settings: FlowServiceConnectionSettings, resp: ResponseLike, sent_at: float
 ) -> AccessToken:
     """Interpret an IMS answer: a token, a transient failure (raised) or an auth error (raised).
 
@@ -262,7 +250,7 @@ def _parse_token_response(
         description = str(body.get("error_description") or body.get("message") or "")
         if not body and text and status >= 400:
             description = text
-        secrets = (settings.client_secret, settings.access_token)
+        secrets = settings.secrets()
         error, description = redact(error, secrets), one_line(redact(description, secrets), 300)
         hint = _IMS_HINTS.get(
             error, "check the connection's client ID, client secret, scopes and ims_url"
@@ -317,11 +305,7 @@ def fetch_token(
                 allow_redirects=False,
             )
         except requests.RequestException as exc:
-            failure = transient_from_requests(exc)
-            if failure is None:
-                raise _transport_error(settings, exc) from None
-            failure.maybe_processed = False
-            raise failure from None
+            raise _unanswered(settings, exc, transient_from_requests(exc)) from None
         return _parse_token_response(settings, resp, sent_at)
 
     log.info("Requesting an Adobe IMS access token for connection '%s'.", settings.conn_id)
@@ -352,19 +336,24 @@ async def afetch_token(
                 proxy=proxy,
             )
         except Exception as exc:
-            failure = transient_from_aiohttp(exc)
-            if failure is None:
-                raise _transport_error(settings, exc) from None
-            failure.maybe_processed = False
-            raise failure from None
+            raise _unanswered(settings, exc, transient_from_aiohttp(exc)) from None
         return _parse_token_response(settings, resp, sent_at)
 
     log.info("Requesting an Adobe IMS access token for connection '%s'.", settings.conn_id)
     return await acall_with_retry(policy, attempt, method="POST", path=_token_path(settings))
 
 
-def _transport_error(settings: FlowServiceConnectionSettings, exc: Exception) -> FlowServiceApiError:
-    """Permanent (no HTTP status, so never polled through): TLS failed, or the URL is unusable."""
+def _unanswered(
+    settings: FlowServiceConnectionSettings, exc: Exception, failure: TransientFailure | None
+) -> Exception:
+    """What to raise for a token request that got no answer (``failure``: its transient reading).
+
+    Transient: repeated (no token was issued, so nothing is lost). Otherwise permanent (no HTTP
+    status, so never polled through): TLS failed, or the URL is unusable.
+    """
+    if failure is not None:
+        failure.maybe_processed = False
+        return failure
     shown = tls_error_of(exc) or exc  # the TLS reason, not requests' long wrapper around it
     return FlowServiceApiError(
         f"Could not reach Adobe IMS at {_token_path(settings)} for connection '{settings.conn_id}': "

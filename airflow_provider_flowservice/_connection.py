@@ -97,6 +97,10 @@ class FlowServiceConnectionSettings:
         """The Flow Service root, e.g. ``https://platform.adobe.io/data/foundation/flowservice``."""
         return self.base_url + API_PATH
 
+    def secrets(self, *tokens: str | None) -> tuple[str, ...]:
+        """What no message may show: the client secret, the static token and ``tokens`` (those sent)."""
+        return tuple(s for s in (self.client_secret, self.access_token, *tokens) if s)
+
     @property
     def uses_static_token(self) -> bool:
         """True when the connection carries a fixed ``access_token`` (no IMS, no renewal)."""

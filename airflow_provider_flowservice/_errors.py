@@ -62,6 +62,9 @@ class ResponseLike(Protocol):
     @property
     def text(self) -> str: ...
 
+    @property
+    def content(self) -> bytes: ...
+
 
 def one_line(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
     """Collapse whitespace and truncate, so a body fits in a log line."""
