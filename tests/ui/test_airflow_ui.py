@@ -235,6 +235,16 @@ def test_trigger_form_refuses_a_malformed_window_and_ingests_exactly_a_good_one(
 
 
 @contextlib.contextmanager
+def _flow_runs_take(emulator: FlowServiceEmulator, seconds: float) -> Iterator[None]:
+    """Flow runs created meanwhile finish ``seconds`` after they are created."""
+    emulator.seconds_to_finish = seconds
+    try:
+        yield
+    finally:
+        emulator.seconds_to_finish = SECONDS_TO_FINISH
+
+
+@contextlib.contextmanager
 def _flow_runs_finish_at_once(emulator: FlowServiceEmulator) -> Iterator[None]:
     """Flow runs created meanwhile are finished at the sensor's first poke: it never reschedules.
 
@@ -242,11 +252,8 @@ def _flow_runs_finish_at_once(emulator: FlowServiceEmulator) -> Iterator[None]:
     previous try's executor event after the next try started, and fails the sensor ("Executor
     reported that the task instance ... finished with state success, but ... running").
     """
-    emulator.seconds_to_finish = 0.0
-    try:
+    with _flow_runs_take(emulator, 0.0):
         yield
-    finally:
-        emulator.seconds_to_finish = SECONDS_TO_FINISH
 
 
 def _create_run_state(airflow: AirflowDeployment, timeout: float = 240) -> str:
@@ -322,8 +329,16 @@ def _midnight(days_ago: int) -> datetime:
     return today - timedelta(days=days_ago)
 
 
+#: How long the backfill's flow runs take (the scheduled run's too): its tasks stay deferred.
+DEFERRED_SECONDS = 20.0
+
+
 def test_backfill_of_two_days_dialog_defaults_then_cli_on_sqlite_ingests_exactly_those_days(
-    page: Any, base_url: str, emulator: FlowServiceEmulator, airflow: AirflowDeployment
+    request: pytest.FixtureRequest,
+    page: Any,
+    base_url: str,
+    emulator: FlowServiceEmulator,
+    airflow: AirflowDeployment,
 ) -> None:
     # Logical dates D-3 and D-2: each run ingests the day that starts at its logical date. Not D-1:
     # that is the interval catchup=False schedules when "unpause on trigger" unpauses the DAG, and
@@ -338,6 +353,10 @@ def test_backfill_of_two_days_dialog_defaults_then_cli_on_sqlite_ingests_exactly
     _pick(page, to, last.strftime("%Y/%m/%d"), "00:00")
     dialog.get_by_text(f"Unpause {BACKFILL} on trigger").wait_for()  # left ticked, as offered
     dialog.get_by_text("2 runs will be triggered").wait_for()
+    # The backfill's flow runs last long enough to see a task deferred on a loaded machine.
+    stack = contextlib.ExitStack()
+    stack.enter_context(_flow_runs_take(emulator, DEFERRED_SECONDS))
+    request.addfinalizer(stack.close)
     with page.expect_response(lambda r: "/backfills" in r.url and r.request.method == "POST") as answer:
         dialog.get_by_role("button", name="Run Backfill").click()
     if answer.value.status == 503:
@@ -362,7 +381,7 @@ def test_backfill_of_two_days_dialog_defaults_then_cli_on_sqlite_ingests_exactly
 
     try:
         run_id = wait_for("a deferred task of the backfill", deferred, 180, interval=0.3)
-    except TimeoutError as exc:
+    except TimeoutError as exc:  # a run that ended unseen: make DEFERRED_SECONDS longer
         tis = airflow.query("SELECT run_id, state FROM task_instance WHERE dag_id = ?", (BACKFILL,))
         runs = _dag_runs(airflow, BACKFILL)
         raise AssertionError(f"{exc}: runs {runs}, tasks {tis}\n{airflow.log_tails()}") from exc
