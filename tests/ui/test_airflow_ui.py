@@ -360,15 +360,14 @@ def test_backfill_of_two_days_dialog_defaults_then_cli_on_sqlite_ingests_exactly
     with page.expect_response(lambda r: "/backfills" in r.url and r.request.method == "POST") as answer:
         dialog.get_by_role("button", name="Run Backfill").click()
     if answer.value.status == 503:
-        # Airflow 3.3.2 on SQLite (airflow standalone's database): the request's own audit-log
-        # insert holds SQLite's write lock while the backfill is written in another session, so
-        # every POST /backfills waits out the lock and answers 503 (docs/backfills.md). The dialog
-        # has unpaused the DAG; a user then does what the docs say: the CLI, same days.
+        # Airflow 3.3.2 on SQLite (airflow standalone's database) often answers 503 "Database is
+        # locked" here (docs/backfills.md). The dialog has unpaused the DAG; the backfill may still
+        # have been made. A user then does what the docs say: if none is listed, the CLI.
         assert "Database is locked" in answer.value.text() and "SQLite" in answer.value.text()
-        assert airflow.query("SELECT count(*) FROM backfill") == [(0,)]  # nothing half-made
         assert airflow.query("SELECT is_paused FROM dag WHERE dag_id = ?", (BACKFILL,)) == [(0,)]
         days_arg = ("--from-date", first.date().isoformat(), "--to-date", last.date().isoformat())
-        airflow.cli("backfill", "create", "--dag-id", BACKFILL, *days_arg)
+        done = airflow.cli("backfill", "create", "--dag-id", BACKFILL, *days_arg, check=False)
+        assert done.returncode == 0 or "AlreadyRunningBackfill" in done.stderr, done.stderr[-2000:]
     else:
         assert answer.value.status == 200, (answer.value.status, answer.value.text())
 
