@@ -57,7 +57,7 @@ runs no backfill of a paused DAG). The DAG has `catchup=False`, so unpausing add
 run, for the latest whole day, and never a catch-up of every day since `start_date`; end the
 backfill the day before (Airflow 3.3.2's scheduler fails when a backfill made that day's run
 first). On SQLite (`airflow standalone`)
-Airflow 3.3.2's dialog answers 503 "Database is locked": use `airflow backfill create` there.
+Airflow 3.3.2's dialog often answers 503 "Database is locked": then use `airflow backfill create`.
 
 **One interval** without the scheduler: `airflow dags test example_flow_service_backfill
 2025-01-02T00:00:00+00:00` (ingests the day that ends at that date).
