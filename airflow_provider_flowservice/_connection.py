@@ -498,6 +498,6 @@ def ui_field_behaviour() -> dict[str, Any]:
             "scopes": ",".join(DEFAULT_SCOPES),
             IMS_URL_EXTRA: DEFAULT_IMS_TOKEN_URL,
             "access_token": "leave empty to fetch tokens with the client ID and secret",
-            "extra": json.dumps({"org_id": "ABC123DEF456@AdobeOrg", "sandbox_name": DEFAULT_SANDBOX}),
+            "extra": json.dumps({"org_id": "ABC123DEF456@AdobeOrg"}),  # no short "prod": docs/connection.md
         },
     }

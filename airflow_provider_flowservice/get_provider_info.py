@@ -26,8 +26,11 @@ def _conn_fields() -> dict[str, Any]:
         },
         "sandbox_name": {
             "label": "Sandbox name",
-            "description": "Technical name of the sandbox (x-sandbox-name), lowercase.",
-            "schema": {"type": _OPTIONAL_STRING, "default": "prod"},
+            "description": "Technical name of the sandbox (x-sandbox-name), lowercase; empty means prod.",
+            # No default: a saved "prod" (4 characters) reaches Airflow's secrets masker on every
+            # connection fetch (it masks all extras by key name, after a length check), which logs
+            # "Skipping masking for a secret as it's too short" in every task try. Empty is prod.
+            "schema": {"type": _OPTIONAL_STRING},
         },
         "scopes": {
             "label": "Scopes",

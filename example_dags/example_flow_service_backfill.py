@@ -53,9 +53,11 @@ emulator's flow `{EMULATOR_FLOW_ID}`. **Connection:** `flow_service_default`.
 - Airflow 2.x: `airflow dags backfill example_flow_service_backfill -s 2025-01-01 -e 2025-01-07`
 
 From the UI: **Trigger > Backfill**, pick the days, keep "Unpause on trigger" ticked (the scheduler
-runs no backfill of a paused DAG). The DAG has `catchup=False`, so unpausing adds at most one
-scheduled run, for the latest whole day, and never a catch-up of every day since `start_date`
-(a backfill that ends with that day already covers it).
+runs no backfill of a paused DAG). The DAG has `catchup=False`, so unpausing adds one scheduled
+run, for the latest whole day, and never a catch-up of every day since `start_date`; end the
+backfill the day before (Airflow 3.3.2's scheduler fails when a backfill made that day's run
+first). On SQLite (`airflow standalone`)
+Airflow 3.3.2's dialog often answers 503 "Database is locked": then use `airflow backfill create`.
 
 **One interval** without the scheduler: `airflow dags test example_flow_service_backfill
 2025-01-02T00:00:00+00:00` (ingests the day that ends at that date).

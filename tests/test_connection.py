@@ -294,3 +294,49 @@ def test_the_forms_port_443_adds_nothing_to_an_https_host() -> None:
         conn_id="aep", host="https://h.example.com", port=8443, login="id", password="s",
         extra={"org_id": "O@AdobeOrg"},
     ).base_url == "https://h.example.com:8443"
+
+
+def _short_secret_warning_armed() -> None:
+    """Airflow warns about a too-short secret once per process: re-arm that for this test."""
+    import importlib
+
+    for module in (
+        "airflow.sdk._shared.secrets_masker.secrets_masker",
+        "airflow._shared.secrets_masker.secrets_masker",
+        "airflow.utils.log.secrets_masker",
+    ):
+        try:
+            masker = importlib.import_module(module).SecretsMasker
+        except (ImportError, AttributeError):
+            continue
+        if hasattr(masker, "_has_warned_short_secret"):
+            masker._has_warned_short_secret = False
+
+
+def test_a_connection_saved_with_the_forms_defaults_logs_no_too_short_secret_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Airflow feeds every extra of a fetched connection to its secrets masker, which checks the
+    # length before the key: a 4-character default (sandbox "prod") logged "Skipping masking for a
+    # secret as it's too short (<5 chars)" in every task try.
+    from airflow_provider_flowservice.get_provider_info import get_provider_info
+
+    (conn_type,) = get_provider_info()["connection-types"]
+    extra = {name: f["schema"].get("default") for name, f in conn_type["conn-fields"].items()}
+    extra["org_id"] = "FORM@AdobeOrg"
+    conn = {"conn_type": "adobe_flow_service", "login": "id", "password": SECRET, "extra": json.dumps(extra)}
+    monkeypatch.setenv("AIRFLOW_CONN_AEP_FORM_DEFAULTS", json.dumps(conn))
+    _short_secret_warning_armed()
+    with caplog.at_level("DEBUG"):
+        s = FlowServiceConnectionSettings.from_connection(BaseHook.get_connection("aep_form_defaults"))
+    assert s.sandbox_name == "prod"  # empty is prod
+    assert "too short" not in caplog.text, caplog.text
+    # Not by masking less: the form's secret extra is still masked.
+    static = json.dumps({**extra, "access_token": "static-0123456789"})
+    monkeypatch.setenv("AIRFLOW_CONN_AEP_STATIC", json.dumps({**conn, "extra": static}))
+    FlowServiceConnectionSettings.from_connection(BaseHook.get_connection("aep_static"))
+    try:
+        from airflow.sdk.log import redact  # type: ignore[attr-defined]
+    except ImportError:
+        from airflow.utils.log.secrets_masker import redact  # type: ignore[no-redef]
+    assert "static-0123456789" not in str(redact("token static-0123456789")), "the static token is not masked"

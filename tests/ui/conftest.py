@@ -10,6 +10,7 @@ Never ``playwright install``: the browser is ``/usr/bin/chromium`` (``apt-get in
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -87,6 +88,19 @@ SECONDS_TO_FINISH = 6.0
 API_START_TIMEOUT = 300.0
 
 
+def _as_the_form_saves_it(emulator: FlowServiceEmulator) -> str:
+    """The example DAGs' connection as a user saves it in the form: every default the form shows
+    (so its task logs show what a form-made connection logs), the emulator's org and IMS."""
+    from airflow_provider_flowservice.get_provider_info import get_provider_info
+
+    (conn_type,) = get_provider_info()["connection-types"]
+    fields = conn_type["conn-fields"].items()
+    defaults = {n: f["schema"]["default"] for n, f in fields if "default" in f["schema"]}
+    conn = json.loads(emulator.connection_json())
+    conn["extra"] = {**defaults, "org_id": emulator.org_id, "ims_url": emulator.ims_token_url}
+    return json.dumps(conn)
+
+
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[FlowServiceEmulator]:
     with FlowServiceEmulator(seconds_to_finish=SECONDS_TO_FINISH) as emu:
@@ -107,7 +121,7 @@ def airflow(
     home = root / "home"
     home.mkdir()
     env = {
-        "AIRFLOW_CONN_FLOW_SERVICE_DEFAULT": emulator.connection_json(),
+        "AIRFLOW_CONN_FLOW_SERVICE_DEFAULT": _as_the_form_saves_it(emulator),
         "FLOW_SERVICE_POLL_INTERVAL": "1",
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
     }

@@ -1,22 +1,28 @@
 """What a user clicks in Airflow 3.x's UI, in a real Chromium: the connection form and its Test
-button (see conftest.py).
+button, the manual DAG's trigger form, the task log with its extra link, and the Backfill dialog
+(see conftest.py).
 
-The tests share one deployment; each saves a screenshot when it fails, and the first writes the
-docs' screenshot ``docs/img/connection-form.png`` when it passes.
+The tests share one deployment; each saves a screenshot when it fails, and three write the docs'
+screenshots (``docs/img/connection-form.png``, ``trigger-form.png``, ``task-log.png``) when they pass.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from airflow_provider_flowservice._connection import DEFAULT_IMS_TOKEN_URL
-from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
-from tests.system._airflow_services import AirflowDeployment
-from tests.ui.conftest import DOCS_IMG
+from airflow_provider_flowservice.links.flow_service import FlowServiceRunLink
+from airflow_provider_flowservice.testing.emulator import DEFAULT_FLOW_ID, FlowServiceEmulator
+from tests.system._airflow_services import AirflowDeployment, wait_for
+from tests.ui.conftest import DOCS_IMG, SECONDS_TO_FINISH
 
 # Generous: the first test also pays for starting Airflow, minutes on a loaded 2-core machine.
 pytestmark = pytest.mark.timeout(900)
@@ -43,7 +49,9 @@ def _add_connection(
     dialog.locator("#element_org_id").fill(emulator.org_id)
     # The defaults the form shows are real values, never Airflow's mask.
     assert dialog.locator("#element_ims_url").input_value() == DEFAULT_IMS_TOKEN_URL
-    assert dialog.locator("#element_sandbox_name").input_value() == "prod"
+    # Sandbox: empty means prod (a stored "prod" made Airflow's masker log "too short" every try).
+    assert dialog.locator("#element_sandbox_name").input_value() == ""
+    dialog.get_by_text("empty means prod").wait_for()
     for field in dialog.locator("input").all():
         assert field.input_value() != "***"
     return None
@@ -79,6 +87,7 @@ def test_connection_made_in_the_form_saves_real_defaults_and_passes_test(
     stored = json.loads(extra)
     assert stored["ims_url"] == DEFAULT_IMS_TOKEN_URL  # not "***"
     assert "ims_token_url" not in stored
+    assert not stored.get("sandbox_name"), stored  # nothing short for Airflow's masker
     assert (host, port) == (emulator.url, int(emulator.url.rsplit(":", 1)[1]))
 
     # Test runs in the API server: the hook fetches a token from the IMS URL of the connection.
@@ -119,3 +128,272 @@ def test_test_with_a_wrong_secret_says_what_is_wrong_without_a_temporary_id(
     assert not TEMPORARY_ID.search(message), message
     assert "aep_wrong_secret" not in message and "not-the-secret" not in message
     page.get_by_text("IMS refused the client").first.wait_for()
+
+
+# ------------------------------------------------------------------ the manual DAG's trigger form
+MANUAL = "example_flow_service_manual"
+LINK_LABEL = FlowServiceRunLink.name
+#: The Trigger dialog (a date picker's popover is a dialog too, of scope "popover").
+TRIGGER_DIALOG = "[data-scope=dialog][data-part=content]"
+#: The window the trigger-form test submits; the task-log test reads that run's log.
+WINDOW = (datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 3, 2, tzinfo=UTC))
+
+
+def _dag_runs(airflow: AirflowDeployment, dag_id: str) -> list[tuple[Any, ...]]:
+    return airflow.query(
+        "SELECT run_id, state, run_type, data_interval_start, data_interval_end, conf FROM dag_run "
+        "WHERE dag_id = ? ORDER BY id",
+        (dag_id,),
+    )
+
+
+def _wait_runs_done(airflow: AirflowDeployment, dag_id: str, count: int, timeout: float = 240) -> list[Any]:
+    def done() -> list[Any] | None:
+        airflow.check_alive()
+        runs = _dag_runs(airflow, dag_id)
+        if len(runs) >= count and all(r[1] in ("success", "failed") for r in runs):
+            return runs
+        return None
+
+    return wait_for(f"{count} run(s) of {dag_id} to end", done, timeout)
+
+
+def _posted_windows(emulator: FlowServiceEmulator) -> list[tuple[int, int]]:
+    """The window of every POST /runs the emulator received (its recorded request bodies)."""
+    return [
+        (int(r.body["params"]["windowStartTime"]), int(r.body["params"]["windowEndTime"]))
+        for r in list(emulator.requests)
+        if r.method == "POST" and r.path.rstrip("/").endswith("/runs")
+    ]
+
+
+def _open_trigger_form(page: Any, base_url: str, dag_id: str) -> Any:
+    page.goto(f"{base_url}/dags/{dag_id}", wait_until="domcontentloaded")
+    page.get_by_role("button", name="Trigger").first.click()
+    dialog = page.locator(TRIGGER_DIALOG)
+    dialog.wait_for()
+    return dialog
+
+
+def _pickers(dialog: Any, count: int) -> list[Any]:
+    """The dialog's date-time pickers, in form order (the Trigger form's first is its Logical Date)."""
+    pickers = dialog.get_by_test_id("datetime-input")
+    pickers.first.wait_for()
+    assert pickers.count() == count, f"{pickers.count()} date-time pickers, expected {count}"
+    return [pickers.nth(i) for i in range(count)]
+
+
+def _pick(page: Any, picker: Any, day: str, time: str) -> None:
+    """Type into a date-time picker's popover as a user does (Airflow 3.x: YYYY/MM/DD and HH:mm)."""
+    picker.click()
+    page.get_by_placeholder("YYYY/MM/DD").fill(day)
+    page.get_by_placeholder("HH:mm").fill(time)
+    _close_popover(page)
+
+
+def _close_popover(page: Any) -> None:
+    # A click outside (on the dialog's title) closes the popover.
+    page.locator(TRIGGER_DIALOG).get_by_text(re.compile(r"^(Trigger Dag|Run Backfill) - ")).first.click()
+    page.get_by_placeholder("YYYY/MM/DD").wait_for(state="detached")
+
+
+def test_trigger_form_refuses_a_malformed_window_and_ingests_exactly_a_good_one(
+    page: Any, base_url: str, emulator: FlowServiceEmulator, airflow: AirflowDeployment
+) -> None:
+    dialog = _open_trigger_form(page, base_url, MANUAL)
+    # The window params get date-time pickers (after the Logical Date's), showing their defaults.
+    _logical_date, start, end = _pickers(dialog, 3)
+    assert start.inner_text().strip() == "Jan 01, 2025 00:00", start.inner_text()
+    assert end.inner_text().strip() == "Jan 02, 2025 00:00", end.inner_text()
+    # A malformed date or time is refused in the picker: an error shows, the old value stays.
+    shown = start.inner_text()
+    start.click()
+    for bad in ("yesterday", "2025/13/01", "2025-03-01"):
+        page.get_by_placeholder("YYYY/MM/DD").fill(bad)
+        page.get_by_text("Invalid date format.").wait_for()
+        assert start.inner_text() == shown, (bad, start.inner_text())
+    page.get_by_placeholder("YYYY/MM/DD").fill("2025/03/01")
+    page.get_by_placeholder("HH:mm").fill("25:00")
+    page.get_by_text("Invalid time format.").wait_for()
+    _close_popover(page)
+    _pick(page, start, "2025/03/01", "00:00")
+    _pick(page, end, "2025/03/02", "00:00")
+    assert start.inner_text().strip() == "Mar 01, 2025 00:00", start.inner_text()
+    assert end.inner_text().strip() == "Mar 02, 2025 00:00", end.inner_text()
+    DOCS_IMG.mkdir(parents=True, exist_ok=True)
+    dialog.screenshot(path=str(DOCS_IMG / "trigger-form.png"))
+    with _flow_runs_finish_at_once(emulator):
+        with page.expect_response(lambda r: "/dagRuns" in r.url and r.request.method == "POST") as answer:
+            dialog.get_by_test_id("trigger-dag-submit").click()
+        assert answer.value.status == 200, answer.value.text()
+        assert _create_run_state(airflow) == "success", airflow.log_tails()
+
+    # Only create_run is waited for here (it makes the flow run); the task-log test, next, ends by
+    # checking the whole DAG run succeeded, so the sensor's wait overlaps that test.
+    window = (int(WINDOW[0].timestamp()), int(WINDOW[1].timestamp()))
+    assert _posted_windows(emulator) == [window]  # exactly that window, once
+
+
+@contextlib.contextmanager
+def _flow_runs_take(emulator: FlowServiceEmulator, seconds: float) -> Iterator[None]:
+    """Flow runs created meanwhile finish ``seconds`` after they are created."""
+    emulator.seconds_to_finish = seconds
+    try:
+        yield
+    finally:
+        emulator.seconds_to_finish = SECONDS_TO_FINISH
+
+
+@contextlib.contextmanager
+def _flow_runs_finish_at_once(emulator: FlowServiceEmulator) -> Iterator[None]:
+    """Flow runs created meanwhile are finished at the sensor's first poke: it never reschedules.
+
+    With 1 s reschedules on this loaded machine, Airflow 3.3.2's scheduler sometimes handles the
+    previous try's executor event after the next try started, and fails the sensor ("Executor
+    reported that the task instance ... finished with state success, but ... running").
+    """
+    with _flow_runs_take(emulator, 0.0):
+        yield
+
+
+def _create_run_state(airflow: AirflowDeployment, timeout: float = 240) -> str:
+    """Wait for the manual DAG's (only) create_run to end; its state."""
+
+    def ended() -> str | None:
+        airflow.check_alive()
+        rows = airflow.query(
+            "SELECT state FROM task_instance WHERE dag_id = ? AND task_id = 'create_run'", (MANUAL,)
+        )
+        return str(rows[0][0]) if rows and rows[0][0] in ("success", "failed") else None
+
+    return wait_for("the manual DAG's create_run to end", ended, timeout)
+
+
+# ------------------------------------------------------------------ the task log and its extra link
+def _ti_page(base_url: str, dag_id: str, run_id: str, task_id: str) -> str:
+    return f"{base_url}/dags/{dag_id}/runs/{quote(run_id, safe='')}/tasks/{task_id}"
+
+
+def test_task_log_has_a_clickable_run_url_the_extra_link_and_no_masking_noise(
+    page: Any, base_url: str, emulator: FlowServiceEmulator, airflow: AirflowDeployment
+) -> None:
+    if not _dag_runs(airflow, MANUAL):  # run alone: make the run the trigger-form test makes
+        conf = json.dumps({"window_start": WINDOW[0].isoformat(), "window_end": WINDOW[1].isoformat()})
+        with _flow_runs_finish_at_once(emulator):
+            airflow.cli("dags", "unpause", MANUAL)
+            airflow.cli("dags", "trigger", MANUAL, "--conf", conf)
+            assert _create_run_state(airflow) == "success", airflow.log_tails()
+    run_id = _dag_runs(airflow, MANUAL)[0][0]
+    flow_run = next(
+        r for r in emulator.runs_for_flow(DEFAULT_FLOW_ID)
+        if int(r["params"]["windowStartTime"]) == int(WINDOW[0].timestamp())
+    )
+    page.goto(_ti_page(base_url, MANUAL, run_id, "create_run"), wait_until="domcontentloaded")
+    page.get_by_text(f"Flow run id: {flow_run['id']}").first.wait_for(timeout=60_000)
+    text = page.locator("body").inner_text()
+
+    # The run URL at the end of its line is a link that ends at the URL (no ")" or "." taken).
+    line = next(x for x in text.splitlines() if f"Flow run id: {flow_run['id']}" in x)
+    url = line.rsplit(" ", 1)[1].strip()
+    assert url.startswith("https://experience.adobe.com/#/platform/source/dataflows/"), line
+    logged = page.locator(f'a[href="{url}"]')
+    assert logged.count() >= 1, f"the log's URL is not a link ending at the URL: {url}"
+
+    assert emulator.client_secret not in text
+    assert not any(token in text for token in emulator.tokens_issued)
+    assert "Skipping masking for a secret" not in text, "Airflow's masker was fed a short value"
+    DOCS_IMG.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(DOCS_IMG / "task-log.png"))
+
+    # The extra link (Details tab) says what it opens and opens the flow's run list: the same URL.
+    assert _extra_link_href(page) == url
+    # The whole manual run (its sensor waited for the flow run) succeeded.
+    (run,) = _wait_runs_done(airflow, MANUAL, 1)
+    assert run[1] == "success", airflow.log_tails()
+
+
+def _extra_link_href(page: Any) -> str:
+    """The extra link's href, from the task instance's Details tab (Airflow 3.3: "Extra Links")."""
+    page.get_by_role("link", name="Details", exact=True).click()
+    link = page.get_by_role("link", name=LINK_LABEL)
+    link.first.wait_for(timeout=30_000)
+    return str(link.first.get_attribute("href"))
+
+
+# ------------------------------------------------------------------ the Backfill dialog
+BACKFILL = "example_flow_service_backfill"
+
+
+def _midnight(days_ago: int) -> datetime:
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=days_ago)
+
+
+#: How long the backfill's flow runs take (the scheduled run's too): its tasks stay deferred.
+DEFERRED_SECONDS = 20.0
+
+
+def test_backfill_of_two_days_dialog_defaults_then_cli_on_sqlite_ingests_exactly_those_days(
+    request: pytest.FixtureRequest,
+    page: Any,
+    base_url: str,
+    emulator: FlowServiceEmulator,
+    airflow: AirflowDeployment,
+) -> None:
+    # Logical dates D-3 and D-2: each run ingests the day that starts at its logical date. Not D-1:
+    # that is the interval catchup=False schedules when "unpause on trigger" unpauses the DAG, and
+    # when the backfill makes its run first, Airflow 3.3.2's scheduler fails on it ("UNIQUE
+    # constraint failed: dag_run.dag_id, dag_run.logical_date") and runs no backfill run at all.
+    first, last = _midnight(3), _midnight(2)
+    days = [(int(d.timestamp()), int(d.timestamp()) + 86400) for d in (first, last)]
+    dialog = _open_trigger_form(page, base_url, BACKFILL)
+    dialog.get_by_text("Backfill", exact=True).click()
+    from_, to = _pickers(dialog, 2)
+    _pick(page, from_, first.strftime("%Y/%m/%d"), "00:00")
+    _pick(page, to, last.strftime("%Y/%m/%d"), "00:00")
+    dialog.get_by_text(f"Unpause {BACKFILL} on trigger").wait_for()  # left ticked, as offered
+    dialog.get_by_text("2 runs will be triggered").wait_for()
+    # The backfill's flow runs last long enough to see a task deferred on a loaded machine.
+    stack = contextlib.ExitStack()
+    stack.enter_context(_flow_runs_take(emulator, DEFERRED_SECONDS))
+    request.addfinalizer(stack.close)
+    with page.expect_response(lambda r: "/backfills" in r.url and r.request.method == "POST") as answer:
+        dialog.get_by_role("button", name="Run Backfill").click()
+    if answer.value.status == 503:
+        # Airflow 3.3.2 on SQLite (airflow standalone's database) often answers 503 "Database is
+        # locked" here (docs/backfills.md). The dialog has unpaused the DAG; the backfill may still
+        # have been made. A user then does what the docs say: if none is listed, the CLI.
+        assert "Database is locked" in answer.value.text() and "SQLite" in answer.value.text()
+        assert airflow.query("SELECT is_paused FROM dag WHERE dag_id = ?", (BACKFILL,)) == [(0,)]
+        days_arg = ("--from-date", first.date().isoformat(), "--to-date", last.date().isoformat())
+        done = airflow.cli("backfill", "create", "--dag-id", BACKFILL, *days_arg, check=False)
+        assert done.returncode == 0 or "AlreadyRunningBackfill" in done.stderr, done.stderr[-2000:]
+    else:
+        assert answer.value.status == 200, (answer.value.status, answer.value.text())
+
+    # While a task waits in the triggerer its extra link already has the label and the URL.
+    def deferred() -> str | None:
+        rows = airflow.query(
+            "SELECT run_id FROM task_instance WHERE dag_id = ? AND state = 'deferred'", (BACKFILL,)
+        )
+        return str(rows[0][0]) if rows else None
+
+    try:
+        run_id = wait_for("a deferred task of the backfill", deferred, 180, interval=0.3)
+    except TimeoutError as exc:  # a run that ended unseen: make DEFERRED_SECONDS longer
+        tis = airflow.query("SELECT run_id, state FROM task_instance WHERE dag_id = ?", (BACKFILL,))
+        runs = _dag_runs(airflow, BACKFILL)
+        raise AssertionError(f"{exc}: runs {runs}, tasks {tis}\n{airflow.log_tails()}") from exc
+    page.goto(_ti_page(base_url, BACKFILL, run_id, "ingest_interval"), wait_until="domcontentloaded")
+    href = _extra_link_href(page)
+    assert href.startswith("https://experience.adobe.com/#/platform/source/dataflows/"), href
+    assert f"/dataflows/{DEFAULT_FLOW_ID}/runs?" in href and f"org={emulator.org_id}" in href
+
+    runs = _wait_runs_done(airflow, BACKFILL, 2)
+    backfilled = [r for r in runs if r[2] == "backfill"]
+    scheduled = [r for r in runs if r[2] == "scheduled"]
+    assert len(backfilled) == 2 and len(scheduled) <= 1 and len(runs) <= 3, runs  # no catch-up flood
+    assert {r[1] for r in runs} == {"success"}, airflow.log_tails()
+    latest_day = (int(_midnight(1).timestamp()), int(_midnight(0).timestamp()))
+    windows = sorted(w for w in _posted_windows(emulator) if w[0] >= days[0][0])
+    assert windows == days + [latest_day] * len(scheduled)  # one flow run per day, each once
