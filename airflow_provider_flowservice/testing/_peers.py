@@ -57,3 +57,20 @@ def peer_pid(client_port: int, server_port: int) -> int | None:
             except OSError:
                 continue
     return None
+
+
+def parents_of(pid: int, limit: int = 32) -> tuple[int, ...]:
+    """``pid``'s parent, grandparent, ... up to init, read now: a short-lived sender (a task process
+    gone by the time a test looks) can still be placed in its process tree."""
+    chain: list[int] = []
+    for _ in range(limit):
+        try:
+            status = (_PROC / str(pid) / "status").read_text()
+        except OSError:
+            break
+        ppid = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:")), 0)
+        if ppid <= 1:
+            break
+        chain.append(ppid)
+        pid = ppid
+    return tuple(chain)

@@ -23,7 +23,7 @@ from airflow_provider_flowservice.testing._faults import (
     Fault,
     FaultPlan,
 )
-from airflow_provider_flowservice.testing._peers import peer_pid
+from airflow_provider_flowservice.testing._peers import parents_of, peer_pid
 from airflow_provider_flowservice.testing._responses import ApiError, Reply, fail, flow_error, gateway_error
 
 if TYPE_CHECKING:
@@ -62,6 +62,8 @@ class RecordedRequest:
     """The client's TCP port (one per connection: keep-alive requests share it)."""
     peer_pid: int | None = None
     """The PID of the local process that sent it, when the emulator identifies peers (else None)."""
+    peer_parents: tuple[int, ...] = ()
+    """That process's parent, grandparent, ... as they were when the request arrived."""
 
     def __repr__(self) -> str:
         return (
@@ -157,6 +159,7 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: EmulatorServer
     _peer_pid: int | None = None
+    _peer_parents: tuple[int, ...] = ()
     _peer_resolved = False
 
     def _peer(self) -> tuple[int | None, int | None]:
@@ -165,6 +168,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.server.identify_peers and not self._peer_resolved and port is not None:
             self._peer_resolved = True
             self._peer_pid = peer_pid(int(port), int(self.server.server_address[1]))
+            self._peer_parents = parents_of(self._peer_pid) if self._peer_pid else ()
         return port, self._peer_pid
 
     def do_GET(self) -> None:
@@ -217,6 +221,7 @@ class Handler(BaseHTTPRequestHandler):
                 raw=text,
                 peer_port=client_port,
                 peer_pid=client_pid,
+                peer_parents=self._peer_parents,
             )
         )
         request_id = str(uuid.uuid4())

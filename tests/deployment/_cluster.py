@@ -28,6 +28,7 @@ from typing import Any
 
 import psutil
 
+from airflow_provider_flowservice.testing.emulator import RecordedRequest
 from tests.system._airflow_services import AirflowDeployment, Service, free_port, wait_for
 
 PG_BINARIES = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
@@ -282,18 +283,27 @@ class CeleryDeployment:
                 for child in psutil.Process(service.proc.pid).children(recursive=True):
                     self.owners.setdefault(child.pid, service.name)
 
-    def owner_of(self, pid: int | None) -> str | None:
-        """The service a PID belongs to: known already, or found by walking up its live parents."""
+    def owner_of(self, pid: int | None, parents: tuple[int, ...] = ()) -> str | None:
+        """The service a PID belongs to: known already, or found among the parents the emulator saw
+        when the request arrived (a task process may be gone since), or among its live parents."""
         if pid is None:
             return None
         if pid in self.owners:
             return self.owners[pid]
+        for parent in parents:
+            if parent in self.owners:
+                self.owners[pid] = self.owners[parent]
+                return self.owners[pid]
         with contextlib.suppress(psutil.Error):
-            for parent in psutil.Process(pid).parents():
-                if parent.pid in self.owners:
-                    self.owners[pid] = self.owners[parent.pid]
+            for live in psutil.Process(pid).parents():
+                if live.pid in self.owners:
+                    self.owners[pid] = self.owners[live.pid]
                     return self.owners[pid]
         return None
+
+    def sender_of(self, request: RecordedRequest) -> str | None:
+        """The service that sent an emulator request (``identify_peers``)."""
+        return self.owner_of(request.peer_pid, request.peer_parents)
 
     def kill(self, name: str, kind: str, note: str = "") -> Kill:
         """SIGKILL a service's whole process group and every descendant (a machine-crash for it)."""

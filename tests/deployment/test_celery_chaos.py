@@ -312,7 +312,7 @@ def test_celery_deployment_survives_real_crashes(
         cluster,
     )
     print(f"held POST /runs seen at {time.monotonic() - started:.0f}s", flush=True)
-    held_owner = cluster.owner_of(held.peer_pid)
+    held_owner = cluster.sender_of(held)
     assert held_owner and held_owner.startswith(WORKER_PREFIX), (held.peer_pid, held_owner)
     held_window = (int(held.body["params"]["windowStartTime"]), int(held.body["params"]["windowEndTime"]))
     in_flight_at["worker"] = _in_flight(postgres)
@@ -331,7 +331,7 @@ def test_celery_deployment_survives_real_crashes(
         holder: dict[str, str] = {}
         for request in emulator.requests:
             if request.method == "GET" and "/runs/" in request.path:
-                owner = cluster.owner_of(request.peer_pid)
+                owner = cluster.sender_of(request)
                 if owner and owner.startswith(TRIGGERER_PREFIX):
                     holder[request.path.rsplit("/", 1)[-1]] = owner
         ends_at = {
@@ -346,7 +346,7 @@ def test_celery_deployment_survives_real_crashes(
     def busiest_triggerer() -> tuple[str, set[str]] | None:
         now = time.time()
         polling = {  # a triggerer lists or reads runs only while it holds triggers
-            cluster.owner_of(r.peer_pid)
+            cluster.sender_of(r)
             for r in emulator.requests
             if r.method == "GET" and (r.path.rstrip("/").endswith("/runs") or "/runs/" in r.path)
             if now - r.time < 2 * POLL_INTERVAL + 1
@@ -381,7 +381,7 @@ def test_celery_deployment_survives_real_crashes(
         seen = {
             r.path.rsplit("/", 1)[-1]
             for r in emulator.requests
-            if r.time > killed.at and r.method == "GET" and cluster.owner_of(r.peer_pid) == survivor
+            if r.time > killed.at and r.method == "GET" and cluster.sender_of(r) == survivor
         }
         return orphaned <= seen
 
@@ -396,7 +396,7 @@ def test_celery_deployment_survives_real_crashes(
             min(
                 r.time
                 for r in emulator.requests
-                if r.time > killed.at and r.path.endswith(run) and cluster.owner_of(r.peer_pid) == survivor
+                if r.time > killed.at and r.path.endswith(run) and cluster.sender_of(r) == survivor
             )
             for run in orphaned
         )
@@ -461,10 +461,10 @@ def test_celery_deployment_survives_real_crashes(
 
     # Polls: which process sent each one; the handovers between triggerers.
     polls = _runs_of(list(emulator.requests), {r["id"] for r in flow_runs})
-    unknown = [r for reqs in polls.values() for r in reqs if cluster.owner_of(r.peer_pid) is None]
+    unknown = [r for reqs in polls.values() for r in reqs if cluster.sender_of(r) is None]
     handovers: list[tuple[str, str, str, float, float]] = []  # run, from, to, at, overlap seconds
     for run_id, requests in polls.items():
-        by_triggerer = [(r.time, cluster.owner_of(r.peer_pid)) for r in requests]
+        by_triggerer = [(r.time, cluster.sender_of(r)) for r in requests]
         by_triggerer = [(t, o) for t, o in by_triggerer if o and o.startswith(TRIGGERER_PREFIX)]
         spans: dict[str, tuple[float, float]] = {}
         for t, owner in by_triggerer:

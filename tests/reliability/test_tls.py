@@ -23,9 +23,9 @@ from tests.reliability._support import JAN1, JAN2, run_trigger
 
 pytestmark = pytest.mark.timeout(60)
 
-SLOW = RetryPolicy(max_attempts=8, initial_backoff=2.0, max_backoff=30.0, max_total_seconds=300.0)
-"""Retries that would last minutes: a prompt failure means the error was not retried."""
-PROMPT = 3.0
+SLOW = RetryPolicy(max_attempts=8, initial_backoff=20.0, max_backoff=30.0, max_total_seconds=300.0)
+"""Retries that would last minutes (the first waits >= 10 s): a prompt failure was not retried."""
+PROMPT = 8.0
 RUN_ID = "6a1b2c3d-0000-4000-8000-000000000001"
 FLOW_ID = "3abea21c-7e36-4be1-bec1-d3bad0e3e0de"
 

@@ -1,7 +1,7 @@
 """System test: a reschedule-mode sensor and parallel tasks on a real deployment ask IMS for ONE token.
 
 Real services as in ``test_real_deployment.py`` (``_airflow_services.py``). The DAG has a
-``FlowServiceRunSensor`` in ``mode="reschedule"`` (``poll_interval=1``) on a flow run that finishes
+``FlowServiceRunSensor`` in ``mode="reschedule"`` (``poll_interval=2``) on a flow run that finishes
 on its 4th poll, so each poke is a new task process, and three ``get_flow`` tasks that run alongside
 it. Without the token file cache each of those processes asks IMS for a token (what users saw: one
 "Requesting an Adobe IMS access token" per poke); with it, the first one does and the others read
@@ -30,7 +30,7 @@ POKES = 4
 DAG = textwrap.dedent(
     f"""
     import os
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
     from airflow_provider_flowservice.sensors.flow_service import FlowServiceRunSensor
     from airflow_provider_flowservice.version_compat import AIRFLOW_V_3_0_PLUS
@@ -51,8 +51,15 @@ DAG = textwrap.dedent(
 
         for i in range(3):
             read_flow.override(task_id=f"read_flow_{{i}}")(i)
+        # retries: under load Airflow's scheduler can fail a fast-rescheduling sensor ("Executor
+        # reported ... success, but ... running"); a retry is one more process reading the token file.
         FlowServiceRunSensor(
-            task_id="wait", run_id=os.environ["FLOW_SERVICE_RUN_ID"], mode="reschedule", poll_interval=1
+            task_id="wait",
+            run_id=os.environ["FLOW_SERVICE_RUN_ID"],
+            mode="reschedule",
+            poll_interval=2,
+            retries=2,
+            retry_delay=timedelta(seconds=1),
         )
     """
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import urllib.error
@@ -31,6 +32,8 @@ def test_identify_peers_records_the_sending_process_pid() -> None:
             urllib.request.urlopen(emulator.url + "/ims/token/v3", data=b"x=1", timeout=10).close()
     first, second = emulator.requests
     assert first.peer_pid == child
+    # Its parents as they were when it sent: this process first, though the child is gone by now.
+    assert first.peer_parents[0] == os.getpid() and os.getppid() in first.peer_parents
     # This very process sent the second one: its own PID is skipped on purpose (the emulator's
     # sockets would match too), so it reads as unknown rather than as a wrong process.
     assert second.peer_pid is None
