@@ -555,10 +555,10 @@ def test_transient_faults_are_retried(em: FlowServiceEmulator, hook: FlowService
 def test_read_timeout_is_retried(em: FlowServiceEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
     conn_id = define(monkeypatch, em, "aep_short_read", read_timeout=0.3)
     flow = em.add_flow()
-    em.inject("slow", method="GET", delay=1.0)
+    em.inject("slow", method="GET", delay=6.0)
     started = time.monotonic()
     assert FlowServiceHook(conn_id, retry=FAST).get_flow(flow).id == flow
-    assert time.monotonic() - started < 1.0  # did not wait for the slow answer
+    assert time.monotonic() - started < 4.0  # gave up after 0.3 s: did not wait 6 s for the slow answer
     assert [r.fault for r in fs_requests(em)] == ["slow", None]
 
 
