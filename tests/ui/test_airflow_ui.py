@@ -274,7 +274,7 @@ def _ti_page(base_url: str, dag_id: str, run_id: str, task_id: str) -> str:
     return f"{base_url}/dags/{dag_id}/runs/{quote(run_id, safe='')}/tasks/{task_id}"
 
 
-def test_task_log_has_a_clickable_run_url_the_extra_link_and_no_masking_noise(
+def test_task_logs_show_window_status_counts_a_clickable_run_url_and_the_extra_link(
     page: Any, base_url: str, emulator: FlowServiceEmulator, airflow: AirflowDeployment
 ) -> None:
     if not _dag_runs(airflow, MANUAL):  # run alone: make the run the trigger-form test makes
@@ -299,6 +299,9 @@ def test_task_log_has_a_clickable_run_url_the_extra_link_and_no_masking_noise(
     logged = page.locator(f'a[href="{url}"]')
     assert logged.count() >= 1, f"the log's URL is not a link ending at the URL: {url}"
 
+    # The window given at trigger time, as ISO and as the unix seconds sent.
+    assert f"window {WINDOW[0].isoformat()} -> {WINDOW[1].isoformat()}" in text, text[-3000:]
+    assert f"unix seconds {int(WINDOW[0].timestamp())} -> {int(WINDOW[1].timestamp())}" in text
     assert emulator.client_secret not in text
     assert not any(token in text for token in emulator.tokens_issued)
     assert "Skipping masking for a secret" not in text, "Airflow's masker was fed a short value"
@@ -310,6 +313,14 @@ def test_task_log_has_a_clickable_run_url_the_extra_link_and_no_masking_noise(
     # The whole manual run (its sensor waited for the flow run) succeeded.
     (run,) = _wait_runs_done(airflow, MANUAL, 1)
     assert run[1] == "success", airflow.log_tails()
+
+    # The sensor's log: the status it saw, then the outcome with the window and the record counts.
+    page.goto(_ti_page(base_url, MANUAL, run_id, "wait_for_run"), wait_until="domcontentloaded")
+    page.get_by_text(f"Flow run {flow_run['id']} finished: status 'success'").first.wait_for(timeout=60_000)
+    sensor_log = page.locator("body").inner_text()
+    assert f"Flow run {flow_run['id']} status: success" in sensor_log, sensor_log[-3000:]
+    assert "records:" in sensor_log and "input " in sensor_log and "output " in sensor_log
+    assert emulator.client_secret not in sensor_log
 
 
 def _extra_link_href(page: Any) -> str:
