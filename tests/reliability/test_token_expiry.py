@@ -74,10 +74,8 @@ def test_revoked_mid_wait_renews_once_and_the_wait_goes_on(
 
 def reads_after_create(emu: FlowServiceEmulator) -> list[Any]:
     """Status reads recorded after the first ``POST /runs``: the wait's own."""
-    requests = emu.requests
-    is_post = [r.method == "POST" and r.path.endswith("/runs") for r in requests]
-    after = requests[is_post.index(True) + 1 :] if True in is_post else []
-    return [r for r in after if r.method == "GET" and "/runs" in r.path]
+    created = posts(emu)
+    return [r for r in status_reads(emu) if created and r.time > created[0].time]
 
 
 def test_tokens_expiring_while_the_trigger_waits_are_renewed(emu: FlowServiceEmulator) -> None:

@@ -42,21 +42,20 @@ async def wait_all(triggers: list[FlowServiceRunTrigger]) -> list[dict]:
     return await asyncio.wait_for(asyncio.gather(*(one(t) for t in triggers)), 60)
 
 
+def waiting_trigger(run_id: str, flow: str) -> FlowServiceRunTrigger:
+    """A trigger that knows its flow (so it joins the flow's board), polling every INTERVAL."""
+    return FlowServiceRunTrigger(
+        run_id, poll_interval=INTERVAL, end_time=time.time() + 60, retry=FAST_RETRY.to_dict(), flow_id=flow
+    )
+
+
 def start(emu, flows: int, runs: int, seconds: float) -> list[FlowServiceRunTrigger]:
     triggers = []
     for f in range(flows):
         flow = emu.add_flow(seconds_to_finish=seconds + 0.3 * f, outcome="failed" if f == 1 else "success")
         for _ in range(runs):
             run_id = create_run(emu, flow)
-            triggers.append(
-                FlowServiceRunTrigger(
-                    run_id,
-                    poll_interval=INTERVAL,
-                    end_time=time.time() + 60,
-                    retry=FAST_RETRY.to_dict(),
-                    flow_id=flow,
-                )
-            )
+            triggers.append(waiting_trigger(run_id, flow))
     emu.requests.clear()
     return triggers
 
@@ -129,15 +128,7 @@ async def test_a_lagging_list_still_shows_each_end_within_one_interval(emu) -> N
     for _ in range(6):
         run_id = create_run(emu, flow)
         ends[run_id] = time.monotonic() + seconds  # the run ends no later than this
-        triggers.append(
-            FlowServiceRunTrigger(
-                run_id,
-                poll_interval=INTERVAL,
-                end_time=time.time() + 60,
-                retry=FAST_RETRY.to_dict(),
-                flow_id=flow,
-            )
-        )
+        triggers.append(waiting_trigger(run_id, flow))
     emu.requests.clear()
 
     async def one(trigger: FlowServiceRunTrigger) -> tuple[dict, float]:
