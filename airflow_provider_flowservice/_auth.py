@@ -291,6 +291,8 @@ def fetch_token(
     """Ask IMS for a token with the client-credentials grant (form-encoded), retrying transient errors."""
     import requests
 
+    from airflow_provider_flowservice.hooks._api import USER_AGENT
+
     http = session or requests.Session()
 
     def attempt() -> AccessToken:
@@ -299,7 +301,7 @@ def fetch_token(
             resp = http.post(
                 settings.ims_token_url,
                 data=_form(settings),
-                headers={"Accept": "application/json"},
+                headers={"Accept": "application/json", "User-Agent": USER_AGENT},
                 timeout=(settings.connect_timeout, settings.read_timeout),
                 verify=settings.tls_verify(ims=True),  # IMS stays verified (docs/connection.md "TLS")
                 allow_redirects=False,

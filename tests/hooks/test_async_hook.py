@@ -16,6 +16,7 @@ from airflow_provider_flowservice.exceptions import (
     FlowServiceAuthError,
     FlowServiceRetryError,
 )
+from airflow_provider_flowservice.hooks._api import USER_AGENT
 from airflow_provider_flowservice.hooks.flow_service import FlowServiceAsyncHook, FlowServiceHook
 from airflow_provider_flowservice.status import FlowRunStatus
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
@@ -59,6 +60,8 @@ async def test_get_run_list_runs_and_get_flow(em: FlowServiceEmulator) -> None:
         assert request.headers["x-api-key"] == em.client_id
         assert request.headers["x-gw-ims-org-id"] == em.org_id
         assert request.headers["x-sandbox-name"] == em.sandbox_name
+    assert {r.headers["user-agent"] for r in em.requests} == {USER_AGENT}  # IMS's request too
+    assert any(r.path == "/ims/token/v3" for r in em.requests)
 
 
 async def test_one_client_per_hook_reused_and_closed(em: FlowServiceEmulator) -> None:

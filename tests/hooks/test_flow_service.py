@@ -24,6 +24,7 @@ from airflow_provider_flowservice.exceptions import (
     FlowServiceError,
     FlowServiceRetryError,
 )
+from airflow_provider_flowservice.hooks._api import USER_AGENT
 from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
 from airflow_provider_flowservice.status import FlowRunStatus
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator
@@ -101,6 +102,7 @@ def test_every_request_carries_the_auth_headers(em: FlowServiceEmulator, hook: F
     }
     ims = [r for r in em.requests if r.path == "/ims/token/v3"]
     assert len(ims) == 1
+    assert {r.headers["user-agent"] for r in sent + ims} == {USER_AGENT}  # IMS's request too
     assert ims[0].headers["content-type"] == "application/x-www-form-urlencoded"
     assert "authorization" not in ims[0].headers
     assert ims[0].body["grant_type"] == "client_credentials"
