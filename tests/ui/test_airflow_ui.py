@@ -157,7 +157,10 @@ def _wait_runs_done(airflow: AirflowDeployment, dag_id: str, count: int, timeout
             return runs
         return None
 
-    return wait_for(f"{count} run(s) of {dag_id} to end", done, timeout)
+    try:
+        return wait_for(f"{count} run(s) of {dag_id} to end", done, timeout)
+    except TimeoutError as exc:  # say which runs there were, and what the services logged
+        raise AssertionError(f"{exc}: runs {_dag_runs(airflow, dag_id)}\n{airflow.log_tails()}") from exc
 
 
 def _posted_windows(emulator: FlowServiceEmulator) -> list[tuple[int, int]]:
@@ -407,9 +410,10 @@ def test_backfill_dialog_defaults_on_postgresql_ingest_three_days_once_plus_the_
 
     Logical dates D-4..D-2 (each run ingests the day that starts at its logical date), not D-3..D-1:
     "Unpause on trigger" (a default) makes the scheduler create the latest whole day's run, logical
-    date D-1, about 500 ms before the dialog's POST /backfills. With D-1 in the backfill too, Airflow
-    3.3.2's scheduler inserted its D-1 run while the backfill's was not yet committed, hit a
-    UniqueViolation, then PendingRollbackError, and exited. So the flow runs are 4: the 3 backfilled
+    date D-1, about 500 ms before the dialog's POST /backfills. With D-1 in the backfill too, the two
+    race: once Airflow 3.3.2's scheduler inserted its D-1 run while the backfill's was not yet
+    committed, hit a UniqueViolation, then PendingRollbackError, and exited (in two later tries the
+    backfill came first and the scheduler skipped D-1). So the flow runs are 4: the 3 backfilled
     days, each once, and that one scheduled day; no catch-up day (the example has catchup=False).
     """
     if airflow.postgres is None:
