@@ -63,10 +63,11 @@ scheduler runs no backfill of a paused DAG), and the DAG has `catchup=False`, so
 one scheduled run, for the latest whole day (on day D: D-1), never a catch-up of every day since
 `start_date`. So either **end the backfill at D-2** (D-4..D-2 gives 4 flow runs: those 3 days and
 D-1's scheduled run), or **untick "Unpause on trigger"** and unpause after the backfill is made
-(the scheduler then skips D-1 if the backfill has it). Not D-1 with unpause ticked: on Airflow
-3.3.2 the scheduler and the backfill race for that day, and the scheduler was seen to exit on the
-duplicate. On SQLite (`airflow standalone`) Airflow 3.3.2's dialog often answers 503 "Database is
-locked": then use `airflow backfill create`.
+(the backfill's runs exist by then, so the scheduler skips D-1 if the backfill has it: exactly
+the days picked). Not D-1 with unpause ticked: on Airflow 3.3.2 the scheduler and the backfill
+race for that day, and the scheduler was seen to exit on the duplicate. On SQLite (`airflow
+standalone`) Airflow 3.3.2's dialog often answers 503 "Database is locked": then use `airflow
+backfill create`.
 
 **One interval** without the scheduler: `airflow dags test example_flow_service_backfill
 2025-01-02T00:00:00+00:00` (ingests the day that ends at that date).
