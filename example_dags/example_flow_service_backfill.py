@@ -3,6 +3,12 @@
 Each DAG run creates one on-demand flow run whose window is the run's data interval, and waits
 for it in the triggerer (deferrable), so a long backfill holds no worker slots.
 
+``catchup=False``: unpausing adds one scheduled run, for the latest whole day (D-1 on day D). The
+UI's Backfill dialog unpauses by default, so a dialog backfill ends at D-2 (D-4..D-2: 4 flow runs,
+those days and D-1's scheduled one), or "Unpause on trigger" is unticked and the DAG unpaused after
+the backfill is made. With D-1 in a backfill that unpauses, Airflow 3.3.2's scheduler races the
+backfill for that day (seen: it exited on the duplicate). See docs/ui.md and docs/backfills.md.
+
 Configuration, read cheaply when the file is parsed (no database or network):
 
 - ``FLOW_SERVICE_FLOW_ID`` (environment): default dataflow id. At run time an Airflow Variable
@@ -52,12 +58,16 @@ emulator's flow `{EMULATOR_FLOW_ID}`. **Connection:** `flow_service_default`.
   --from-date 2025-01-01 --to-date 2025-01-07`
 - Airflow 2.x: `airflow dags backfill example_flow_service_backfill -s 2025-01-01 -e 2025-01-07`
 
-From the UI: **Trigger > Backfill**, pick the days, keep "Unpause on trigger" ticked (the scheduler
-runs no backfill of a paused DAG). The DAG has `catchup=False`, so unpausing adds one scheduled
-run, for the latest whole day, and never a catch-up of every day since `start_date`; end the
-backfill the day before (Airflow 3.3.2's scheduler fails when a backfill made that day's run
-first). On SQLite (`airflow standalone`)
-Airflow 3.3.2's dialog often answers 503 "Database is locked": then use `airflow backfill create`.
+From the UI: **Trigger > Backfill**, pick the days. The dialog ticks "Unpause on trigger" (the
+scheduler runs no backfill of a paused DAG), and the DAG has `catchup=False`, so unpausing adds
+one scheduled run, for the latest whole day (on day D: D-1), never a catch-up of every day since
+`start_date`. So either **end the backfill at D-2** (D-4..D-2 gives 4 flow runs: those 3 days and
+D-1's scheduled run), or **untick "Unpause on trigger"** and unpause after the backfill is made
+(the backfill's runs exist by then, so the scheduler skips D-1 if the backfill has it: exactly
+the days picked). Not D-1 with unpause ticked: on Airflow 3.3.2 the scheduler and the backfill
+race for that day, and the scheduler was seen to exit on the duplicate. On SQLite (`airflow
+standalone`) Airflow 3.3.2's dialog often answers 503 "Database is locked": then use `airflow
+backfill create`.
 
 **One interval** without the scheduler: `airflow dags test example_flow_service_backfill
 2025-01-02T00:00:00+00:00` (ingests the day that ends at that date).

@@ -1,8 +1,7 @@
 """A real distributed Airflow deployment on 127.0.0.1: PostgreSQL, Redis, CeleryExecutor, many services.
 
-- PostgreSQL: a throw-away cluster (``initdb``) in a temp dir owned by the ``postgres`` user (the
-  server refuses to run as root), ``postgres`` started in the foreground as that user on a free
-  port, stopped by its PID.
+- PostgreSQL: a throw-away server (``tests/system/_postgres.py``, shared with the browser tests),
+  stopped by its PID.
 - Redis: ``redis-server`` on a free port, no persistence, stopped by its PID.
 - Airflow 3.x: ``api-server``, ``scheduler``, ``dag-processor``, Celery workers and triggerers, each
   in its own process group (``tests/system/_airflow_services.py`` starts them), so one can be
@@ -15,23 +14,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import psutil
 
 from airflow_provider_flowservice.testing.emulator import RecordedRequest
 from tests.system._airflow_services import AirflowDeployment, Service, free_port, wait_for
+from tests.system._postgres import postgres_missing, stop_group
 
-PG_BINARIES = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 INSTALL_HINT = "apt-get update && apt-get install -y postgresql redis-server"
 
@@ -39,126 +35,12 @@ INSTALL_HINT = "apt-get update && apt-get install -y postgresql redis-server"
 def missing_binaries() -> list[str]:
     """What the deployment test needs from Debian and this machine lacks."""
     missing = []
-    if not PG_BINARIES:
-        missing.append("PostgreSQL (/usr/lib/postgresql/*/bin/postgres)")
+    no_postgres = postgres_missing()
+    if no_postgres:
+        missing.append(f"PostgreSQL ({no_postgres})")
     if not Path(REDIS_SERVER).exists():
         missing.append("redis-server")
-    try:
-        pwd.getpwnam("postgres")
-    except KeyError:
-        missing.append("the `postgres` user")
     return missing
-
-
-class PostgresCluster:
-    """``initdb`` + ``postgres`` as the ``postgres`` user in a fresh temp dir; trust auth on 127.0.0.1."""
-
-    def __init__(self) -> None:
-        self.bin = PG_BINARIES[-1].parent
-        self.user = pwd.getpwnam("postgres")
-        self.root = Path(tempfile.mkdtemp(prefix="flowservice-pg-"))
-        os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
-        self.data = self.root / "data"
-        self.port = free_port()
-        self.log_path = self.root / "postgres.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def _as_postgres(self) -> dict[str, Any]:
-        return {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": [], "cwd": self.root}
-
-    def start(self) -> None:
-        subprocess.run(
-            [
-                str(self.bin / "initdb"),
-                "-D",
-                str(self.data),
-                "-U",
-                "airflow",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-            **self._as_postgres(),
-        )
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
-        os.chown(self.log_path, self.user.pw_uid, self.user.pw_gid)
-        try:
-            self.proc = subprocess.Popen(
-                [
-                    str(self.bin / "postgres"),
-                    "-D",
-                    str(self.data),
-                    "-p",
-                    str(self.port),
-                    "-c",
-                    "listen_addresses=127.0.0.1",
-                    "-c",
-                    f"unix_socket_directories={self.root}",
-                    "-c",
-                    "max_connections=400",
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                **self._as_postgres(),
-            )
-        finally:
-            log.close()
-
-        def ready() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"postgres exited: {self.log_path.read_text()[-2000:]}")
-            return (
-                subprocess.run(
-                    [str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-                    capture_output=True,
-                    timeout=10,
-                    check=False,
-                ).returncode
-                == 0
-            )
-
-        wait_for("PostgreSQL to accept connections", ready, 60)
-        subprocess.run(
-            [str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "airflow", "airflow"],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-
-    @property
-    def sqlalchemy_url(self) -> str:
-        return f"postgresql+psycopg2://airflow@127.0.0.1:{self.port}/airflow"
-
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        import psycopg2
-
-        with contextlib.closing(
-            psycopg2.connect(
-                host="127.0.0.1", port=self.port, user="airflow", dbname="airflow", connect_timeout=10
-            )
-        ) as conn:
-            conn.autocommit = True
-            with conn.cursor() as cursor:
-                cursor.execute(sql, params)
-                return list(cursor.fetchall())
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            _stop_group(self.proc, signal.SIGINT)  # SIGINT = "fast" shutdown
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 class RedisServer:
@@ -222,19 +104,7 @@ class RedisServer:
         if self.proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGCONT)
-            _stop_group(self.proc, signal.SIGTERM)
-
-
-def _stop_group(proc: subprocess.Popen[bytes], sig: signal.Signals, grace: float = 15) -> None:
-    """Signal a process group, wait up to ``grace`` s, then SIGKILL what is left of it."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
+            stop_group(self.proc, signal.SIGTERM)
 
 
 @dataclass
@@ -328,7 +198,7 @@ class CeleryDeployment:
         """SIGTERM a service's process group (a clean restart), SIGKILL if it lingers."""
         service = self.current(name)
         self.sample_owners()
-        _stop_group(service.proc, signal.SIGTERM, grace)
+        stop_group(service.proc, signal.SIGTERM, grace)
         self.dead.add(service.proc.pid)
         record = Kill(kind, name, time.time(), service.proc.pid)
         self.kills.append(record)

@@ -1,10 +1,11 @@
 """A real distributed deployment survives real crashes (CeleryExecutor, PostgreSQL, Redis, 2+2 services).
 
-Everything runs on 127.0.0.1 on free ports (see ``_cluster.py``): a throw-away PostgreSQL cluster,
-Redis, and Airflow 3.x's ``api-server``, ``dag-processor``, ``scheduler``, two ``celery worker`` and
-two ``triggerer`` processes, plus the Flow Service emulator in this process with random faults and
-latency on and ``identify_peers`` (it records which local PID sent each request, so every poll is
-attributed to the triggerer or worker process that sent it, without the client's cooperation).
+Everything runs on 127.0.0.1 on free ports (see ``_cluster.py`` and ``tests/system/_postgres.py``): a
+throw-away PostgreSQL cluster, Redis, and Airflow 3.x's ``api-server``, ``dag-processor``,
+``scheduler``, two ``celery worker`` and two ``triggerer`` processes, plus the Flow Service emulator
+in this process with random faults and latency on and ``identify_peers`` (it records which local PID
+sent each request, so every poll is attributed to the triggerer or worker process that sent it,
+without the client's cooperation).
 
 The workload: ``airflow backfill create`` of ``INTERVALS`` hourly intervals of a deferrable
 per-interval DAG (``max_active_runs`` 8) and ``MANUAL_RUNS`` manual runs of a DAG whose sensor
@@ -52,11 +53,11 @@ from tests.deployment._cluster import (
     INSTALL_HINT,
     CeleryDeployment,
     Kill,
-    PostgresCluster,
     RedisServer,
     missing_binaries,
 )
 from tests.system._airflow_services import AIRFLOW_CLI, AirflowDeployment, wait_for
+from tests.system._postgres import PostgresCluster
 
 MISSING = missing_binaries()
 AIRFLOW_3 = int(__import__("airflow").__version__.split(".")[0]) >= 3
@@ -139,7 +140,6 @@ def deployment(
     home = tmp_path / "airflow-home"
     home.mkdir()
     env = {
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.sqlalchemy_url,
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CELERY__BROKER_URL": redis.url,
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + postgres.sqlalchemy_url,
@@ -163,7 +163,7 @@ def deployment(
         # The cross-process IMS token cache: private to this deployment (a fresh emulator each run).
         "FLOW_SERVICE_TOKEN_CACHE_DIR": str(tmp_path / "ims-tokens"),
     }
-    airflow = AirflowDeployment(home=home, dags_folder=dags, extra_env=env)
+    airflow = AirflowDeployment(home=home, dags_folder=dags, extra_env=env, postgres=postgres)
     cluster = CeleryDeployment(airflow)
     try:
         airflow.migrate()

@@ -6,7 +6,8 @@ ends the task and trigger processes they spawned. Every wait here is bounded.
 
 Airflow 3 runs what ``airflow standalone`` runs: ``scheduler``, ``triggerer``, ``dag-processor`` and
 ``api-server`` (bound to 127.0.0.1 on a free port; tasks reach the metadata DB through its Execution
-API), LocalExecutor on sqlite, SimpleAuthManager with every user an admin. Airflow 2.11 runs
+API), LocalExecutor on sqlite (or on a throw-away PostgreSQL server given as ``postgres=``, see
+``_postgres.py``), SimpleAuthManager with every user an admin. Airflow 2.11 runs
 ``scheduler`` and ``triggerer`` with the SequentialExecutor, the only executor 2.x allows on sqlite.
 """
 
@@ -25,7 +26,10 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:  # _postgres imports this module
+    from tests.system._postgres import PostgresCluster
 
 T = TypeVar("T")
 
@@ -103,6 +107,8 @@ class AirflowDeployment:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     services: list[Service] = field(default_factory=list)
     api_port: int = 0
+    postgres: PostgresCluster | None = None
+    """A started PostgreSQL server to use as the metadata database instead of sqlite."""
 
     def __post_init__(self) -> None:
         from airflow import __version__
@@ -123,7 +129,9 @@ class AirflowDeployment:
             {
                 "AIRFLOW_HOME": str(self.home),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db_path}",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
+                    self.postgres.sqlalchemy_url if self.postgres else f"sqlite:///{self.db_path}"
+                ),
                 "AIRFLOW__CORE__FERNET_KEY": "",
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.logs_dir),
                 "PYTHONUNBUFFERED": "1",
@@ -236,9 +244,19 @@ class AirflowDeployment:
 
         wait_for("the API server's health endpoint", probe, timeout)
 
-    # -- metadata DB (read-only, straight sqlite: no Airflow ORM in the test process) ------------
+    # -- metadata DB (read-only, straight SQL: no Airflow ORM in the test process) --------------
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Rows of a read-only query on the metadata DB; [] while the DB or the table does not exist."""
+        """Rows of a read-only query on the metadata DB; [] while the DB or the table does not exist.
+
+        ``?`` placeholders, on either database (PostgreSQL's ``%s`` are put in here).
+        """
+        if self.postgres is not None:
+            import psycopg2.errors
+
+            try:
+                return self.postgres.query(sql.replace("?", "%s"), params)
+            except psycopg2.errors.UndefinedTable:
+                return []
         if not self.db_path.exists():
             return []
         try:

@@ -1,8 +1,11 @@
 """Browser tests: Airflow 3.x's own UI in Debian's Chromium, driven by Playwright, against the emulator.
 
 One real deployment per session (``api-server``, ``dag-processor``, ``scheduler``, ``triggerer`` on
-127.0.0.1, free ports, sqlite; see ``tests/system/_airflow_services.py``) with both example DAGs,
-the emulator in this process, and one Chromium with a fresh user-data dir. Each test that fails
+127.0.0.1, free ports; see ``tests/system/_airflow_services.py``) with both example DAGs, the
+emulator in this process, and one Chromium with a fresh user-data dir. The metadata database is a
+throw-away PostgreSQL server when this machine can start one (``tests/system/_postgres.py``: Airflow
+3.3.2's Backfill dialog is refused on SQLite under concurrent writes), else SQLite, as ``airflow
+standalone`` uses; ``FLOWSERVICE_TESTS_NO_POSTGRES=1`` forces SQLite. Each test that fails
 saves a screenshot of its page to ``tests/ui/artifacts/<test>.png`` (named in the failure report).
 
 Never ``playwright install``: the browser is ``/usr/bin/chromium`` (``apt-get install chromium``).
@@ -80,6 +83,7 @@ from airflow_provider_flowservice.testing.emulator import (  # noqa: E402
     FlowServiceEmulator,
 )
 from tests.system._airflow_services import AirflowDeployment, wait_for  # noqa: E402
+from tests.system._postgres import PostgresCluster, postgres_missing  # noqa: E402
 
 EXAMPLE_DAGS = ("example_flow_service_backfill", "example_flow_service_manual")
 #: Seconds an emulated flow run takes: long enough to see the task deferred in the UI.
@@ -109,10 +113,25 @@ def emulator() -> Iterator[FlowServiceEmulator]:
 
 
 @pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster | None]:
+    """A throw-away PostgreSQL server (stopped by its PID at the end), or None where none can start."""
+    if postgres_missing():
+        yield None
+        return
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
 def airflow(
-    emulator: FlowServiceEmulator, tmp_path_factory: pytest.TempPathFactory
+    emulator: FlowServiceEmulator, postgres: PostgresCluster | None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AirflowDeployment]:
-    """Airflow 3.x as ``airflow standalone`` runs it, with both example DAGs as shipped."""
+    """Airflow 3.x as ``airflow standalone`` runs it, with both example DAGs as shipped; its metadata
+    database on PostgreSQL when there is one, else SQLite. Its services are stopped by PID."""
     root = tmp_path_factory.mktemp("ui-airflow")
     dags = root / "dags"
     dags.mkdir()
@@ -125,7 +144,7 @@ def airflow(
         "FLOW_SERVICE_POLL_INTERVAL": "1",
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
     }
-    deployment = AirflowDeployment(home=home, dags_folder=dags, extra_env=env)
+    deployment = AirflowDeployment(home=home, dags_folder=dags, extra_env=env, postgres=postgres)
     try:
         deployment.migrate()
         # The API server first (tasks need its Execution API), given time to start on a busy machine.
@@ -134,7 +153,7 @@ def airflow(
         deployment.start("dag-processor", "scheduler", "triggerer")
         wait_for(
             "the dag-processor to store both example DAGs",
-            lambda: len(deployment.query("SELECT dag_id FROM dag WHERE is_stale = 0")) >= len(EXAMPLE_DAGS),
+            lambda: len(deployment.query("SELECT dag_id FROM dag WHERE NOT is_stale")) >= len(EXAMPLE_DAGS),
             180,
         )
         yield deployment

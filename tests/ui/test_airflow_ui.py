@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from airflow_provider_flowservice._connection import DEFAULT_IMS_TOKEN_URL
 from airflow_provider_flowservice.links.flow_service import FlowServiceRunLink
 from airflow_provider_flowservice.testing.emulator import DEFAULT_FLOW_ID, FlowServiceEmulator
 from tests.system._airflow_services import AirflowDeployment, wait_for
+from tests.system._postgres import postgres_missing
 from tests.ui.conftest import DOCS_IMG, SECONDS_TO_FINISH
 
 # Generous: the first test also pays for starting Airflow, minutes on a loaded 2-core machine.
@@ -155,7 +157,10 @@ def _wait_runs_done(airflow: AirflowDeployment, dag_id: str, count: int, timeout
             return runs
         return None
 
-    return wait_for(f"{count} run(s) of {dag_id} to end", done, timeout)
+    try:
+        return wait_for(f"{count} run(s) of {dag_id} to end", done, timeout)
+    except TimeoutError as exc:  # say which runs there were, and what the services logged
+        raise AssertionError(f"{exc}: runs {_dag_runs(airflow, dag_id)}\n{airflow.log_tails()}") from exc
 
 
 def _posted_windows(emulator: FlowServiceEmulator) -> list[tuple[int, int]]:
@@ -342,47 +347,34 @@ def _midnight(days_ago: int) -> datetime:
 
 #: How long the backfill's flow runs take (the scheduled run's too): its tasks stay deferred.
 DEFERRED_SECONDS = 20.0
+#: At most this many `airflow backfill create` tries on SQLite, each of which may meet "database is locked".
+CLI_TRIES = 3
 
 
-def test_backfill_of_two_days_dialog_defaults_then_cli_on_sqlite_ingests_exactly_those_days(
-    request: pytest.FixtureRequest,
-    page: Any,
-    base_url: str,
-    emulator: FlowServiceEmulator,
-    airflow: AirflowDeployment,
-) -> None:
-    # Logical dates D-3 and D-2: each run ingests the day that starts at its logical date. Not D-1:
-    # that is the interval catchup=False schedules when "unpause on trigger" unpauses the DAG, and
-    # when the backfill makes its run first, Airflow 3.3.2's scheduler fails on it ("UNIQUE
-    # constraint failed: dag_run.dag_id, dag_run.logical_date") and runs no backfill run at all.
-    first, last = _midnight(3), _midnight(2)
-    days = [(int(d.timestamp()), int(d.timestamp()) + 86400) for d in (first, last)]
+def _days(first: datetime, count: int) -> list[tuple[int, int]]:
+    """The windows (unix seconds) of ``count`` days from ``first``: what each backfill run ingests."""
+    start = int(first.timestamp())
+    return [(start + i * 86400, start + (i + 1) * 86400) for i in range(count)]
+
+
+def _open_backfill_dialog(page: Any, base_url: str, first: datetime, last: datetime, runs: int) -> Any:
+    """The Backfill dialog with From/To set as a user types them and every other default kept."""
     dialog = _open_trigger_form(page, base_url, BACKFILL)
     dialog.get_by_text("Backfill", exact=True).click()
     from_, to = _pickers(dialog, 2)
     _pick(page, from_, first.strftime("%Y/%m/%d"), "00:00")
     _pick(page, to, last.strftime("%Y/%m/%d"), "00:00")
-    dialog.get_by_text(f"Unpause {BACKFILL} on trigger").wait_for()  # left ticked, as offered
-    dialog.get_by_text("2 runs will be triggered").wait_for()
-    # The backfill's flow runs last long enough to see a task deferred on a loaded machine.
-    stack = contextlib.ExitStack()
-    stack.enter_context(_flow_runs_take(emulator, DEFERRED_SECONDS))
-    request.addfinalizer(stack.close)
-    with page.expect_response(lambda r: "/backfills" in r.url and r.request.method == "POST") as answer:
-        dialog.get_by_role("button", name="Run Backfill").click()
-    if answer.value.status == 503:
-        # Airflow 3.3.2 on SQLite (airflow standalone's database) often answers 503 "Database is
-        # locked" here (docs/backfills.md). The dialog has unpaused the DAG; the backfill may still
-        # have been made. A user then does what the docs say: if none is listed, the CLI.
-        assert "Database is locked" in answer.value.text() and "SQLite" in answer.value.text()
-        assert airflow.query("SELECT is_paused FROM dag WHERE dag_id = ?", (BACKFILL,)) == [(0,)]
-        days_arg = ("--from-date", first.date().isoformat(), "--to-date", last.date().isoformat())
-        done = airflow.cli("backfill", "create", "--dag-id", BACKFILL, *days_arg, check=False)
-        assert done.returncode == 0 or "AlreadyRunningBackfill" in done.stderr, done.stderr[-2000:]
-    else:
-        assert answer.value.status == 200, (answer.value.status, answer.value.text())
+    unpause = dialog.get_by_role("checkbox", name=f"Unpause {BACKFILL} on trigger")
+    assert unpause.is_checked(), "the dialog no longer ticks 'Unpause on trigger' by default"
+    dialog.get_by_text(f"{runs} runs will be triggered").wait_for()
+    return dialog
 
-    # While a task waits in the triggerer its extra link already has the label and the URL.
+
+def _check_the_extra_link_while_deferred(
+    page: Any, base_url: str, emulator: FlowServiceEmulator, airflow: AirflowDeployment
+) -> None:
+    """While a task waits in the triggerer its extra link already has the label and the URL."""
+
     def deferred() -> str | None:
         rows = airflow.query(
             "SELECT run_id FROM task_instance WHERE dag_id = ? AND state = 'deferred'", (BACKFILL,)
@@ -400,11 +392,107 @@ def test_backfill_of_two_days_dialog_defaults_then_cli_on_sqlite_ingests_exactly
     assert href.startswith("https://experience.adobe.com/#/platform/source/dataflows/"), href
     assert f"/dataflows/{DEFAULT_FLOW_ID}/runs?" in href and f"org={emulator.org_id}" in href
 
+
+def _backfill_windows(emulator: FlowServiceEmulator) -> list[tuple[int, int]]:
+    """Every window the emulator was asked to ingest, but the manual DAG's: sorted, repeats kept."""
+    manual = (int(WINDOW[0].timestamp()), int(WINDOW[1].timestamp()))
+    return sorted(w for w in _posted_windows(emulator) if w != manual)
+
+
+def test_backfill_dialog_defaults_on_postgresql_ingest_three_days_once_plus_the_one_scheduled_day(
+    request: pytest.FixtureRequest,
+    page: Any,
+    base_url: str,
+    emulator: FlowServiceEmulator,
+    airflow: AirflowDeployment,
+) -> None:
+    """The issue's "3 days from the dialog with its defaults", on PostgreSQL as production runs it.
+
+    Logical dates D-4..D-2 (each run ingests the day that starts at its logical date), not D-3..D-1:
+    "Unpause on trigger" (a default) makes the scheduler create the latest whole day's run, logical
+    date D-1, about 500 ms before the dialog's POST /backfills. With D-1 in the backfill too, the two
+    race: once Airflow 3.3.2's scheduler inserted its D-1 run while the backfill's was not yet
+    committed, hit a UniqueViolation, then PendingRollbackError, and exited (in two later tries the
+    backfill came first and the scheduler skipped D-1). So the flow runs are 4: the 3 backfilled
+    days, each once, and that one scheduled day; no catch-up day (the example has catchup=False).
+    """
+    if airflow.postgres is None:
+        pytest.skip(
+            f"the Backfill dialog is tested on PostgreSQL, and none can be started here "
+            f"({postgres_missing()}); Airflow 3.3.2 refuses it on SQLite under concurrent writes "
+            "(the SQLite test covers that path)"
+        )
+    first, last = _midnight(4), _midnight(2)
+    days = _days(first, 3)
+    latest_day = (int(_midnight(1).timestamp()), int(_midnight(0).timestamp()))
+    dialog = _open_backfill_dialog(page, base_url, first, last, runs=3)
+    stack = contextlib.ExitStack()
+    stack.enter_context(_flow_runs_take(emulator, DEFERRED_SECONDS))
+    request.addfinalizer(stack.close)
+    with page.expect_response(lambda r: "/backfills" in r.url and r.request.method == "POST") as answer:
+        dialog.get_by_role("button", name="Run Backfill").click()
+    assert answer.value.status == 200, (answer.value.status, answer.value.text())
+    assert airflow.query("SELECT is_paused FROM dag WHERE dag_id = ?", (BACKFILL,)) == [(False,)]
+
+    _check_the_extra_link_while_deferred(page, base_url, emulator, airflow)
+
+    runs = _wait_runs_done(airflow, BACKFILL, 4)
+    backfilled = [r for r in runs if r[2] == "backfill"]
+    scheduled = [r for r in runs if r[2] == "scheduled"]
+    assert (len(backfilled), len(scheduled), len(runs)) == (3, 1, 4), runs  # no catch-up run
+    assert {r[1] for r in runs} == {"success"}, airflow.log_tails()
+    # On the emulator: each backfilled day once, the scheduled latest day once, nothing before D-4.
+    assert _backfill_windows(emulator) == [*days, latest_day]
+
+
+def test_backfill_on_sqlite_of_two_days_dialog_else_cli_ingests_exactly_those_days(
+    request: pytest.FixtureRequest,
+    page: Any,
+    base_url: str,
+    emulator: FlowServiceEmulator,
+    airflow: AirflowDeployment,
+) -> None:
+    """What a user of ``airflow standalone`` (SQLite) meets: the dialog, then the CLI if refused."""
+    if airflow.postgres is not None:
+        pytest.skip(
+            "the deployment runs on PostgreSQL here (the test above covers the dialog); "
+            "FLOWSERVICE_TESTS_NO_POSTGRES=1 runs this SQLite path"
+        )
+    # Logical dates D-3 and D-2, not D-1: that is the day "unpause on trigger" schedules (see above).
+    first, last = _midnight(3), _midnight(2)
+    days = _days(first, 2)
+    dialog = _open_backfill_dialog(page, base_url, first, last, runs=2)
+    # The backfill's flow runs last long enough to see a task deferred on a loaded machine.
+    stack = contextlib.ExitStack()
+    stack.enter_context(_flow_runs_take(emulator, DEFERRED_SECONDS))
+    request.addfinalizer(stack.close)
+    with page.expect_response(lambda r: "/backfills" in r.url and r.request.method == "POST") as answer:
+        dialog.get_by_role("button", name="Run Backfill").click()
+    if answer.value.status == 503:
+        # Airflow 3.3.2 on SQLite (airflow standalone's database) often answers 503 "Database is
+        # locked" here (docs/backfills.md). The dialog has unpaused the DAG; the backfill may still
+        # have been made. A user then does what the docs say: if none is listed, the CLI, which
+        # may meet the same lock: tried again, at most CLI_TRIES times.
+        assert "Database is locked" in answer.value.text() and "SQLite" in answer.value.text()
+        assert airflow.query("SELECT is_paused FROM dag WHERE dag_id = ?", (BACKFILL,)) == [(0,)]
+        days_arg = ("--from-date", first.date().isoformat(), "--to-date", last.date().isoformat())
+        for _ in range(CLI_TRIES):
+            done = airflow.cli("backfill", "create", "--dag-id", BACKFILL, *days_arg, check=False)
+            if done.returncode == 0 or "AlreadyRunningBackfill" in done.stderr:
+                break
+            assert "database is locked" in done.stderr.lower(), done.stderr[-2000:]
+            time.sleep(2)
+        else:
+            raise AssertionError(f"`airflow backfill create` met 'database is locked' {CLI_TRIES} times")
+    else:
+        assert answer.value.status == 200, (answer.value.status, answer.value.text())
+
+    _check_the_extra_link_while_deferred(page, base_url, emulator, airflow)
+
     runs = _wait_runs_done(airflow, BACKFILL, 2)
     backfilled = [r for r in runs if r[2] == "backfill"]
     scheduled = [r for r in runs if r[2] == "scheduled"]
     assert len(backfilled) == 2 and len(scheduled) <= 1 and len(runs) <= 3, runs  # no catch-up flood
     assert {r[1] for r in runs} == {"success"}, airflow.log_tails()
     latest_day = (int(_midnight(1).timestamp()), int(_midnight(0).timestamp()))
-    windows = sorted(w for w in _posted_windows(emulator) if w[0] >= days[0][0])
-    assert windows == days + [latest_day] * len(scheduled)  # one flow run per day, each once
+    assert _backfill_windows(emulator) == days + [latest_day] * len(scheduled)  # each day once
