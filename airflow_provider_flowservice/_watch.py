@@ -7,16 +7,14 @@ all, how often to poll and what a timeout says stay with each waiter: those real
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_provider_flowservice._retry import is_transient
 
 if TYPE_CHECKING:
-    from datetime import timedelta
-
     from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
     from airflow_provider_flowservice.models import FlowRun
-    from airflow_provider_flowservice.version_compat import Context
+    from airflow_provider_flowservice.version_compat import BaseOperator, Context
 
 
 class RunWatch:
@@ -62,28 +60,21 @@ class RunWatch:
         return float(getattr(exc, "retry_after", None) or 0.0)
 
 
-class _Waiter(Protocol):
-    """What :func:`defer_wait` reads from the operator or the sensor (they import this module)."""
-
-    @property
-    def flow_service_conn_id(self) -> str: ...
-    @property
-    def execution_timeout(self) -> timedelta | None: ...
-    @property
-    def hook(self) -> FlowServiceHook: ...
-    @property
-    def log(self) -> Any: ...
-    def defer(self, *, trigger: Any, method_name: str) -> NoReturn: ...
-
-
 def defer_wait(
-    task: _Waiter, context: Context, run_id: str, *, flow_id: str | None, poll_interval: float, timeout: float
+    task: BaseOperator,
+    context: Context,
+    hook: FlowServiceHook,
+    run_id: str,
+    flow_id: str | None,
+    *,
+    poll_interval: float,
+    timeout: float,
 ) -> NoReturn:
-    """Hand the wait for ``run_id`` to the triggerer; the task resumes in ``execute_complete``.
+    """Hand the wait for ``run_id`` to the triggerer; the operator or sensor resumes in ``execute_complete``.
 
     The trigger's deadline is ``timeout`` from now, ahead of the task's ``execution_timeout``
-    (:func:`~airflow_provider_flowservice.triggers.flow_service.deferral_end_time`), and it retries
-    with the hook's effective policy, as values: the triggerer uses exactly these.
+    (:func:`~airflow_provider_flowservice.triggers.flow_service.deferral_end_time`); it polls
+    through ``hook``'s connection with its effective retry policy, as values.
     """
     task.log.info(
         "Deferring: the triggerer polls flow run %s every %s s for up to %s s.",
@@ -92,16 +83,16 @@ def defer_wait(
     # Imported here: it pulls in airflow.triggers.base, which a DAG file being parsed does not need.
     from airflow_provider_flowservice.triggers.flow_service import FlowServiceRunTrigger, deferral_end_time
 
-    ti: Any = context.get("ti")
+    ti = context.get("ti")
     task.defer(
         trigger=FlowServiceRunTrigger(
             run_id=run_id,
-            flow_service_conn_id=task.flow_service_conn_id,
+            flow_service_conn_id=hook.flow_service_conn_id,
             poll_interval=poll_interval,
             end_time=deferral_end_time(
                 timeout, execution_timeout=task.execution_timeout, started_at=getattr(ti, "start_date", None)
             ),
-            retry=task.hook.retry_policy.to_dict(),
+            retry=hook.retry_policy.to_dict(),
             flow_id=flow_id,
         ),
         method_name="execute_complete",

@@ -23,6 +23,7 @@ from airflow_provider_flowservice.exceptions import (
     FlowServiceConfigError,
     FlowServiceRetryError,
 )
+from airflow_provider_flowservice.hooks.flow_service import FlowServiceHook
 from airflow_provider_flowservice.models import FlowRun
 from airflow_provider_flowservice.status import FlowRunStatus
 
@@ -155,13 +156,10 @@ class Deferred(Exception):
 
 
 class Task:
-    """The attributes defer_wait reads from the operator or the sensor, and a recording ``defer``."""
-
-    flow_service_conn_id = "flow_service_test"
+    """What defer_wait reads from the operator or the sensor, and a ``defer`` that records."""
 
     def __init__(self, execution_timeout: timedelta | None = None) -> None:
         self.execution_timeout = execution_timeout
-        self.hook = SimpleNamespace(retry_policy=RetryPolicy(max_attempts=3, max_total_seconds=60.0))
         self.log = logging.getLogger(LOGGER)
         self.deferred: dict[str, Any] = {}
 
@@ -171,9 +169,11 @@ class Task:
 
 
 def deferred(task: Task, context: dict[str, Any], **kwargs: Any) -> tuple[str, dict[str, Any]]:
-    kwargs = {"flow_id": FLOW_ID, "poll_interval": 15.0, "timeout": 600.0, **kwargs}
+    kwargs = {"poll_interval": 15.0, "timeout": 600.0, **kwargs}
+    flow_id = kwargs.pop("flow_id", FLOW_ID)
+    hook = FlowServiceHook("flow_service_test", retry=RetryPolicy(max_attempts=3, max_total_seconds=60.0))
     with pytest.raises(Deferred):
-        defer_wait(task, context, RUN_ID, **kwargs)  # type: ignore[arg-type]
+        defer_wait(task, context, hook, RUN_ID, flow_id, **kwargs)  # type: ignore[arg-type]
     assert task.deferred["method_name"] == "execute_complete"
     return task.deferred["trigger"].serialize()  # type: ignore[no-any-return]
 

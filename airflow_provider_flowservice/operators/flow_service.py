@@ -243,7 +243,7 @@ class FlowServiceCreateRunOperator(BaseOperator):
             return run_id
         if self.deferrable:
             defer_wait(
-                self, context, run_id, flow_id=flow_id, poll_interval=self.poll_interval, timeout=timeout
+                self, context, hook, run_id, flow_id, poll_interval=self.poll_interval, timeout=timeout
             )
         run = self._wait(hook, run_id, timeout)
         self._finish(run, window, run_url)

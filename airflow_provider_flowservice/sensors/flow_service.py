@@ -186,13 +186,9 @@ class FlowServiceRunSensor(BaseSensorOperator):
         run = self._poll(context, run_id)
         if run is not None and run.status.is_terminal:
             return self._complete(run)
+        flow_id = run.flow_id if run is not None else None
         defer_wait(
-            self,
-            context,
-            run_id,
-            flow_id=run.flow_id if run is not None else None,
-            poll_interval=self.poke_interval,
-            timeout=self.timeout,
+            self, context, self.hook, run_id, flow_id, poll_interval=self.poke_interval, timeout=self.timeout
         )
 
     def _checked_run_id(self) -> str:
