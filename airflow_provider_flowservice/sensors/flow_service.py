@@ -202,7 +202,7 @@ class FlowServiceRunSensor(BaseSensorOperator):
         return run_id
 
     def _poll(self, context: Context, run_id: str) -> FlowRun | None:
-        """Read the run; None after a transient error (logged: Airflow schedules the next poke)."""
+        """Read the run; None after a transient error (logged; no hold-off: Airflow schedules pokes)."""
         watch = self._watch = self._watch or RunWatch(run_id, self.log)
         try:
             run = self.hook.get_run(run_id)
