@@ -440,11 +440,6 @@ def redirect_error(
     )
 
 
-def server_wait(exc: BaseException) -> float:
-    """Seconds a poller should hold off after ``exc``: what the server asked (Retry-After), else 0."""
-    return float(getattr(exc, "retry_after", None) or 0.0)
-
-
 def is_transient(exc: BaseException) -> bool:
     """True for errors worth polling through: retry budget spent, 429, 5xx, timeouts, connection errors.
 
@@ -452,7 +447,7 @@ def is_transient(exc: BaseException) -> bool:
     without an HTTP status. Those are local or permanent (TLS verification failed, the request
     could not be built, a next-page link to another host, an answer without a run id): transient
     transport failures are retried inside the hook and end as :class:`FlowServiceRetryError`. Used
-    by the trigger, the operator's blocking wait and the sensor (re-exported by the trigger module).
+    by the wait policy (``_watch.RunWatch``) and the coalesced list polls.
     """
     if isinstance(exc, FlowServiceRetryError):
         return True

@@ -15,7 +15,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow_provider_flowservice._outcome import EVENT_TERMINAL, EVENT_TIMEOUT, apply_outcome, format_summary
-from airflow_provider_flowservice._retry import is_transient, server_wait
+from airflow_provider_flowservice._watch import RunWatch, defer_wait
 from airflow_provider_flowservice._window import (
     Window,
     iso_utc,
@@ -242,34 +242,8 @@ class FlowServiceCreateRunOperator(BaseOperator):
             self._emit_asset_event(context)
             return run_id
         if self.deferrable:
-            self.log.info(
-                "Deferring: the triggerer polls flow run %s every %s s for up to %s s.",
-                run_id,
-                self.poll_interval,
-                timeout,
-            )
-            # Imported here, not at module level: it pulls in airflow.triggers.base, which a DAG
-            # file being parsed does not need.
-            from airflow_provider_flowservice.triggers.flow_service import (
-                FlowServiceRunTrigger,
-                deferral_end_time,
-            )
-
-            self.defer(
-                trigger=FlowServiceRunTrigger(
-                    run_id=run_id,
-                    flow_service_conn_id=self.flow_service_conn_id,
-                    poll_interval=self.poll_interval,
-                    end_time=deferral_end_time(
-                        timeout,
-                        execution_timeout=self.execution_timeout,
-                        started_at=getattr(ti, "start_date", None),
-                    ),
-                    # The hook's effective policy, as values: the triggerer uses exactly these.
-                    retry=hook.retry_policy.to_dict(),
-                    flow_id=flow_id,
-                ),
-                method_name="execute_complete",
+            defer_wait(
+                self, context, hook, run_id, flow_id, poll_interval=self.poll_interval, timeout=timeout
             )
         run = self._wait(hook, run_id, timeout)
         self._finish(run, window, run_url)
@@ -345,31 +319,27 @@ class FlowServiceCreateRunOperator(BaseOperator):
     def _wait(self, hook: FlowServiceHook, run_id: str, timeout: float) -> FlowRun:
         """Poll until the run ends or the timeout passes (runs in a worker: sleeping is fine)."""
         deadline = time.monotonic() + timeout
-        last: FlowRun | None = None
+        watch = RunWatch(run_id, self.log)
         while True:
-            hold_off = 0.0
             try:
                 run = hook.get_run(run_id)
             except FlowServiceError as exc:
-                if not is_transient(exc):
+                hold_off = watch.hold_off(exc)  # a Retry-After beyond the hook's budget: wait what was asked
+                if hold_off is None:
                     raise
-                hold_off = server_wait(exc)  # Retry-After beyond the hook's budget: wait what was asked
-                self.log.warning("Transient error polling flow run %s (will keep polling): %s", run_id, exc)
             else:
-                if last is None or run.raw_status != last.raw_status:
-                    self.log.info("Flow run %s status: %s", run_id, run.raw_status)
-                last = run
-                if run.status.is_terminal:
+                hold_off = 0.0
+                if watch.ended(run):
                     return run
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise FlowServiceTimeoutError(
                     f"Flow run {run_id} did not finish within the timeout of {timeout:.0f} s (last status "
-                    f"{last.raw_status if last else None!r}). The run continues in Experience Platform. "
+                    f"{watch.last_status!r}). The run continues in Experience Platform. "
                     "Raise timeout=... (or execution_timeout) on the operator to wait longer; a retry of "
                     "this task reattaches to the same run.",
                     run_id=run_id,
-                    last_status=last.raw_status if last else None,
+                    last_status=watch.last_status,
                 )
             time.sleep(min(max(self.poll_interval, hold_off), remaining))
 

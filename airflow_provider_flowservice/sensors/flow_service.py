@@ -21,7 +21,7 @@ from airflow_provider_flowservice._outcome import (
     as_summary,
     format_summary,
 )
-from airflow_provider_flowservice._retry import is_transient
+from airflow_provider_flowservice._watch import RunWatch, defer_wait
 from airflow_provider_flowservice._window import validate_duration
 from airflow_provider_flowservice.assets import outlets_with_alias
 from airflow_provider_flowservice.exceptions import (
@@ -122,7 +122,7 @@ class FlowServiceRunSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self.retry = retry
         self.emit_asset_events = emit_asset_events
-        self._last_status: str | None = None
+        self._watch: RunWatch | None = None
         self._run_url: str | None = None
 
     @cached_property
@@ -137,7 +137,8 @@ class FlowServiceRunSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         """Check the run id, then poke / reschedule (base class loop) or defer to the trigger."""
         run_id = self._checked_run_id()
-        self._last_status, self._run_url = None, None
+        watch = self._watch = RunWatch(run_id, self.log)
+        self._run_url = None
         mode = "deferrable" if self.deferrable else self.mode
         self.log.info(
             "Waiting for flow run %s (%s mode, polling every %s s, timeout %s s).",
@@ -149,7 +150,7 @@ class FlowServiceRunSensor(BaseSensorOperator):
             return self._emit_asset_event(context, super().execute(context))
         except AirflowSensorTimeout as exc:
             raise AirflowSensorTimeout(
-                f"{exc} Flow run {run_id} was still {self._last_status or 'not readable'!r}. The run "
+                f"{exc} Flow run {run_id} was still {watch.last_status or 'not readable'!r}. The run "
                 "continues in Experience Platform; raise timeout=... on the sensor to wait longer."
             ) from None  # the message already holds exc's: a chained traceback would repeat it
 
@@ -185,29 +186,9 @@ class FlowServiceRunSensor(BaseSensorOperator):
         run = self._poll(context, run_id)
         if run is not None and run.status.is_terminal:
             return self._complete(run)
-        self.log.info("Deferring: the triggerer polls flow run %s until it ends.", run_id)
-        # Imported here, not at module level: it pulls in airflow.triggers.base, which a DAG
-        # file being parsed does not need.
-        from airflow_provider_flowservice.triggers.flow_service import (
-            FlowServiceRunTrigger,
-            deferral_end_time,
-        )
-
-        self.defer(
-            trigger=FlowServiceRunTrigger(
-                run_id=run_id,
-                flow_service_conn_id=self.flow_service_conn_id,
-                poll_interval=self.poke_interval,
-                end_time=deferral_end_time(
-                    self.timeout,
-                    execution_timeout=self.execution_timeout,
-                    started_at=getattr(context.get("ti"), "start_date", None),
-                ),
-                # The hook's effective policy, as values: the triggerer uses exactly these.
-                retry=self.hook.retry_policy.to_dict(),
-                flow_id=run.flow_id if run is not None else None,
-            ),
-            method_name="execute_complete",
+        flow_id = run.flow_id if run is not None else None
+        defer_wait(
+            self, context, self.hook, run_id, flow_id, poll_interval=self.poke_interval, timeout=self.timeout
         )
 
     def _checked_run_id(self) -> str:
@@ -221,17 +202,15 @@ class FlowServiceRunSensor(BaseSensorOperator):
         return run_id
 
     def _poll(self, context: Context, run_id: str) -> FlowRun | None:
-        """Read the run; None after a transient error (logged: the next poll tries again)."""
+        """Read the run; None after a transient error (logged; no hold-off: Airflow schedules pokes)."""
+        watch = self._watch = self._watch or RunWatch(run_id, self.log)
         try:
             run = self.hook.get_run(run_id)
         except FlowServiceError as exc:
-            if not is_transient(exc):
+            if watch.hold_off(exc) is None:
                 raise
-            self.log.warning("Transient error polling flow run %s (will poll again): %s", run_id, exc)
             return None
-        if run.raw_status != self._last_status:
-            self.log.info("Flow run %s status: %s", run_id, run.raw_status)
-            self._last_status = run.raw_status
+        watch.ended(run)
         if self._run_url is None and run.flow_id:
             self._run_url = self.hook.run_ui_url(run.flow_id, run_id)
             if not self._published_earlier_in_try(context, self._run_url):

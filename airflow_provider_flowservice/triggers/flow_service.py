@@ -19,10 +19,10 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-# The event ``status`` values and is_transient live in cheap modules, so the operator and sensor
+# The event ``status`` values and the wait policy live in cheap modules, so the operator and sensor
 # need not import this one (and airflow.triggers.base) while a DAG file is parsed; see __all__.
 from airflow_provider_flowservice._outcome import EVENT_ERROR, EVENT_TERMINAL, EVENT_TIMEOUT
-from airflow_provider_flowservice._retry import is_transient, server_wait
+from airflow_provider_flowservice._watch import RunWatch
 from airflow_provider_flowservice.models import FlowRun
 
 #: A poll request may run at least this long even when the deadline is nearer (one last look).
@@ -283,8 +283,7 @@ class FlowServiceRunTrigger(BaseTrigger):
 
     async def _poll(self, hook: Any, board: Any) -> tuple[str, FlowRun | None, str]:
         """The polling loop: returns (event status, last run seen, message)."""
-        last: FlowRun | None = None
-        polls = 0
+        watch = RunWatch(self.run_id, self.log, self._what())
         start = time.monotonic()
         index, next_poll = self._schedule(board, start + self._first_poll_delay())
         if board is not None:
@@ -300,39 +299,24 @@ class FlowServiceRunTrigger(BaseTrigger):
             int(self.end_time),
         )
         while True:
-            hold_off = 0.0
             try:
                 async with asyncio.timeout(max(self.end_time - time.time(), MIN_REQUEST_SECONDS)):
                     run = await self._read(hook, board, index)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if not is_transient(exc):
+            except Exception as exc:  # not CancelledError, a BaseException: cancelling ends the wait
+                hold_off = watch.hold_off(exc)
+                if hold_off is None:
                     message = self._error_message(exc)
                     self.log.error("%s", message)
-                    return EVENT_ERROR, last, message
-                hold_off = server_wait(exc)
-                self.log.warning(
-                    "Transient error polling %s (will keep polling until the deadline): %s: %s",
-                    self._what(),
-                    type(exc).__name__,
-                    exc,
-                )
+                    return EVENT_ERROR, watch.last, message
             else:
-                polls += 1
-                if last is None or run.raw_status != last.raw_status:
-                    self.log.info("Flow run %s status: %s", self.run_id, run.raw_status)
-                last = run
-                if run.status.is_terminal:
-                    return (
-                        EVENT_TERMINAL,
-                        run,
-                        f"Flow run {self.run_id} ended with status {run.raw_status!r}.",
-                    )
+                hold_off = 0.0
+                if watch.ended(run):
+                    message = f"Flow run {self.run_id} ended with status {run.raw_status!r}."
+                    return EVENT_TERMINAL, run, message
             if self.end_time - time.time() <= 0:
-                message = self._timeout_message(polls, last)
+                message = self._timeout_message(watch.polls, watch.last)
                 self.log.warning("%s", message)
-                return EVENT_TIMEOUT, last, message
+                return EVENT_TIMEOUT, watch.last, message
             now = time.monotonic()
             # the next tick, unless the server asked for longer (a Retry-After beyond the hook's budget)
             if board is not None:
