@@ -44,6 +44,7 @@ def test_triggerer_load_quick_prints_both_implementations() -> None:
     assert ours[0].split()[2] == "50" and ours[0].split()[3] == "1", out
     assert "N=50: ours: token requests 1" in out, out
     assert "CPU per poll ours/baseline" in out, out
+    assert "lag ms  start-up  polling" in out, out  # the lag split into its two phases
 
 
 def test_dag_parse_cost_quick_prints_figures_and_no_network() -> None:
