@@ -35,6 +35,9 @@ creates its runs first and makes one warm-up poll through the same code on a run
 measured: one-time imports happen in a triggerer once, not per trigger; the token cache is then
 emptied so the pass still fetches its one token), then waits for the signal to start.
 
+``--floor`` adds a third pass: the same GETs and JSON parse on one kept-alive aiohttp session on
+our triggers' schedule and nothing else, the floor under any trigger on this loop and HTTP stack.
+
 ``--start-like-triggerer`` starts the triggers as Airflow's triggerer does instead of all in one
 loop iteration: in batches of ``[triggerer] max_trigger_to_select_per_loop`` (Airflow 3.2+, default
 50; before it, ``[triggerer] capacity``) about once a second (the supervisor assigns a batch per
@@ -42,7 +45,8 @@ loop, and the runner syncs with it once a second), each trigger created in a loo
 own (``TriggerRunner.create_triggers`` yields with ``asyncio.sleep(0)`` around each).
 
 Usage: ``python benchmarks/triggerer_load.py [--n 100 1000] [--polls 5] [--interval 1]
-[--quick] [--no-baseline] [--baseline-burst] [--start-like-triggerer] [--no-tracemalloc] [--profile]``
+[--quick] [--no-baseline] [--baseline-burst] [--floor] [--start-like-triggerer] [--no-tracemalloc]
+[--profile]``
 """
 
 from __future__ import annotations
@@ -296,6 +300,36 @@ async def start_all(
     return await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def _floor(
+    hello: dict[str, Any], run_ids: list[str], interval: float, polls: int, headers: dict[str, str],
+    offsets: list[float],
+) -> list[Callable[[], Awaitable[bool]]]:
+    """The floor under both: K GETs + JSON parse per run on one kept-alive aiohttp session, same schedule."""
+    import aiohttp
+
+    state: dict[str, aiohttp.ClientSession] = {}
+
+    def waiter(run_id: str, offset: float) -> Callable[[], Awaitable[bool]]:
+        async def wait() -> bool:
+            session = state.get("session")
+            if session is None:
+                session = state["session"] = aiohttp.ClientSession()
+            loop = asyncio.get_running_loop()
+            next_poll = loop.time() + offset
+            for _ in range(polls):
+                await asyncio.sleep(max(0.0, next_poll - loop.time()))
+                async with session.get(f"{hello['url']}{RUNS_PATH}/{run_id}", headers=headers) as resp:
+                    data = json.loads(await resp.read())
+                if resp.status != 200 or not data.get("items"):
+                    return False
+                next_poll += interval
+            return True
+
+        return wait
+
+    return [waiter(run_id, offset) for run_id, offset in zip(run_ids, offsets, strict=True)]
+
+
 def _warm_up(args: argparse.Namespace, hello: dict[str, Any], run_id: str, headers: dict[str, str]) -> None:
     """One poll through the measured code on a run of its own, so one-time imports are not counted."""
     if args.impl == "ours":
@@ -304,6 +338,9 @@ def _warm_up(args: argparse.Namespace, hello: dict[str, Any], run_id: str, heade
         from airflow_provider_flowservice._auth import TOKEN_CACHE
 
         TOKEN_CACHE.clear()  # the measured pass fetches its own token
+    elif args.impl == "floor":
+        (wait,) = _floor(hello, [run_id], args.interval, 1, headers, [0.0])
+        asyncio.run(wait())
     else:
         (wait,) = _baseline([run_id], args.interval, 1, headers, [0.0])
         asyncio.run(wait())
@@ -345,6 +382,8 @@ def client_role(args: argparse.Namespace) -> int:
     _warm_up(args, hello, warm_up_run, headers)
     if args.impl == "ours":
         waiters = _ours(hello, run_ids, args.interval)
+    elif args.impl == "floor":
+        waiters = _floor(hello, run_ids, args.interval, args.polls, headers, _offsets(run_ids, args.interval))
     else:
         burst = args.baseline_burst
         offsets = [0.0] * len(run_ids) if burst else _offsets(run_ids, args.interval)
@@ -581,7 +620,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-tracemalloc", action="store_true", help="skip the heap-measuring passes")
     parser.add_argument("--profile", action="store_true", help="add a cProfiled pass per N and impl")
     # client role only
-    parser.add_argument("--impl", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--floor", action="store_true",
+                        help="add a pass of bare aiohttp GETs on one session, same schedule (the floor)")
+    parser.add_argument("--impl", choices=["ours", "baseline", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--tracemalloc", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--lag", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -597,6 +638,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.polls < 1 or args.interval <= 0 or min(args.n) < 1:
         parser.error("--polls must be >= 1, --interval > 0 and every --n >= 1")
     impls = ["ours"] if args.no_baseline else ["ours", "baseline"]
+    if args.floor:
+        impls.append("floor")
 
     with tempfile.TemporaryDirectory(prefix="triggerer-load-") as tmp:
         log_path = Path(tmp) / "subprocesses.log"
@@ -657,6 +700,16 @@ def _verdicts(results: dict[tuple[int, str], dict[str, Any]], args: argparse.Nam
             ratio = ours_cpp / base_cpp if base_cpp else float("nan")
             print(f"N={n}: CPU per poll ours/baseline = {ours_cpp * 1000:.3f} / {base_cpp * 1000:.3f} ms = "
                   f"{ratio:.2f} (goal <= {GOAL_CPU_RATIO}: {'OK' if ratio <= GOAL_CPU_RATIO else 'MISSED'})")
+        if (n, "floor") in results:
+            floor = results[(n, "floor")]
+            floor_cpp = floor["cpu"] / max(1, floor["get_run"])
+            above = ours["cpu"] / max(1, ours["get_run"]) - floor_cpp
+            versus = ""
+            if (n, "baseline") in results:
+                base = results[(n, "baseline")]
+                versus = f"; floor/baseline = {floor_cpp / (base['cpu'] / max(1, base['get_run'])):.2f}"
+            print(f"N={n}: CPU per poll of bare aiohttp GETs on one session (the floor) = "
+                  f"{floor_cpp * 1000:.3f} ms; ours above it {above * 1000:.3f} ms{versus}")
         if n >= 1000:
             rss_kb = ours["rss_delta"] / n / 1024
             heap_kb = ours.get("traced_kb")
