@@ -67,3 +67,10 @@ def test_token_requests_quick_prints_both_sides() -> None:
     total = next(line for line in out.splitlines() if line.startswith("total"))
     assert total.split()[1:] == ["1", "6"], out  # on: 1 per lifetime; off: one per process (3 + 3)
     assert "-> met" in out, out
+
+
+def test_startup_floor_prints_both_figures() -> None:
+    out = _run("startup_floor.py", "--n", "200", "--rounds", "1")
+    for label in ("tasks that only sleep", "FlowServiceRunTrigger, to its first sleep"):
+        line = next(line for line in out.splitlines() if label in line)
+        assert float(line.split(label)[1].split()[0]) >= 0, out
