@@ -38,6 +38,10 @@ emptied so the pass still fetches its one token), then waits for the signal to s
 ``--floor`` adds a third pass: the same GETs and JSON parse on one kept-alive aiohttp session on
 our triggers' schedule and nothing else, the floor under any trigger on this loop and HTTP stack.
 
+``--gc-freeze`` calls ``gc.freeze()`` before the measured phase, so the full collections that
+Python runs now and then no longer traverse Airflow's own heap (the triggerer does not do this;
+the option shows how much of the lag is those collections: the lag pass prints the longest).
+
 ``--start-like-triggerer`` starts the triggers as Airflow's triggerer does instead of all in one
 loop iteration: in batches of ``[triggerer] max_trigger_to_select_per_loop`` (Airflow 3.2+, default
 50; before it, ``[triggerer] capacity``) about once a second (the supervisor assigns a batch per
@@ -45,8 +49,8 @@ loop, and the runner syncs with it once a second), each trigger created in a loo
 own (``TriggerRunner.create_triggers`` yields with ``asyncio.sleep(0)`` around each).
 
 Usage: ``python benchmarks/triggerer_load.py [--n 100 1000] [--polls 5] [--interval 1]
-[--quick] [--no-baseline] [--baseline-burst] [--floor] [--start-like-triggerer] [--no-tracemalloc]
-[--profile]``
+[--quick] [--no-baseline] [--baseline-burst] [--floor] [--start-like-triggerer] [--gc-freeze]
+[--no-tracemalloc] [--profile]``
 """
 
 from __future__ import annotations
@@ -143,6 +147,16 @@ class LoopWatch:
         self.rss_peak = self.process.memory_info().rss
         self.traced_peak = 0
         self.stopped = False
+        self.gc_worst = 0.0
+        """Longest garbage collection of the pass (it stops the loop like any other code)."""
+        self._gc_began = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_began = time.perf_counter()
+        else:
+            self.gc_worst = max(self.gc_worst, time.perf_counter() - self._gc_began)
 
     async def run(self) -> None:
         import tracemalloc
@@ -402,6 +416,8 @@ def client_role(args: argparse.Namespace) -> int:
         return [r is True for r in results], watch
 
     gc.collect()
+    if args.gc_freeze:
+        gc.freeze()  # what is alive now (Airflow, the runs, the triggers) is never traversed again
     import psutil
 
     rss0 = psutil.Process().memory_info().rss
@@ -428,6 +444,7 @@ def client_role(args: argparse.Namespace) -> int:
         "lag": watch.worst_lag if args.lag else None,
         "startup_lag": watch.startup_lag if args.lag else None,
         "polling_lag": watch.polling_lag if args.lag else None,
+        "gc_worst": watch.gc_worst,
         "rss_delta": watch.rss_peak - rss0,
         "traced_delta": (watch.traced_peak - traced0) if args.tracemalloc else None,
     }
@@ -517,6 +534,8 @@ def run_pass(
         command.append("--baseline-burst")
     if args.start_like_triggerer:
         command.append("--start-like-triggerer")
+    if args.gc_freeze:
+        command.append("--gc-freeze")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     proc = subprocess.Popen(
@@ -572,6 +591,7 @@ def measure(
     lagged = run_pass(emulator, token, impl, n, args, lagged=True, log=log)
     result["lag"], result["ok"] = lagged["lag"], min(result["ok"], lagged["ok"])
     result["startup_lag"], result["polling_lag"] = lagged["startup_lag"], lagged["polling_lag"]
+    result["gc_worst"] = lagged.get("gc_worst")
     if not args.no_tracemalloc:
         traced = run_pass(emulator, token, impl, n, args, traced=True, log=log)
         result["traced_kb"] = traced["traced_delta"] / n / 1024
@@ -617,6 +637,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="start all baseline poll loops at once (default: on our triggers' schedule)")
     parser.add_argument("--start-like-triggerer", action="store_true",
                         help="start the triggers in batches as Airflow's triggerer does (default: at once)")
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="gc.freeze() before the measured phase (Airflow's triggerer does not)")
     parser.add_argument("--no-tracemalloc", action="store_true", help="skip the heap-measuring passes")
     parser.add_argument("--profile", action="store_true", help="add a cProfiled pass per N and impl")
     # client role only
@@ -715,8 +737,8 @@ def _verdicts(results: dict[tuple[int, str], dict[str, Any]], args: argparse.Nam
             heap_kb = ours.get("traced_kb")
             worst_kb = max(rss_kb, heap_kb or 0.0)
             lag_ms = ours["lag"] * 1000
-            split = (f"start-up {ours['startup_lag'] * 1000:.1f} ms, polling "
-                     f"{ours['polling_lag'] * 1000:.1f} ms")
+            startup, polling, pause = (ours[k] * 1000 for k in ("startup_lag", "polling_lag", "gc_worst"))
+            split = f"start-up {startup:.1f} ms, polling {polling:.1f} ms, longest GC pause {pause:.1f} ms"
             print(f"N={n}: ours: memory per waiting trigger {worst_kb:.1f} KB (RSS {rss_kb:.1f}, heap "
                   f"{'-' if heap_kb is None else f'{heap_kb:.1f}'}; goal < {GOAL_KB_PER_TRIGGER:.0f}: "
                   f"{'OK' if worst_kb < GOAL_KB_PER_TRIGGER else 'MISSED'}), worst loop lag {lag_ms:.1f} ms "
