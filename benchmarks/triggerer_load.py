@@ -13,7 +13,8 @@ the emulator, each run finishing on its K-th poll at a fixed poll interval, and 
 - memory per waiting trigger: RSS growth / N, and Python-heap growth / N (tracemalloc, in a
   separate pass so that tracing does not distort the CPU figures),
 - worst event-loop lag (a 10 ms ticker task measuring how late it wakes up; in a pass of its own,
-  since waking the loop 100 times a second costs CPU that is not polling),
+  since waking the loop 100 times a second costs CPU that is not polling), split into the start-up
+  phase (until the last trigger has been started) and the polling phase after it,
 - wall time vs. the ideal K x interval (first polls spread over one interval, then K - 1 intervals).
 
 The same workload then goes through what a DAG author would otherwise use: the http provider's
@@ -34,8 +35,22 @@ creates its runs first and makes one warm-up poll through the same code on a run
 measured: one-time imports happen in a triggerer once, not per trigger; the token cache is then
 emptied so the pass still fetches its one token), then waits for the signal to start.
 
+``--floor`` adds a third pass: the same GETs and JSON parse on one kept-alive aiohttp session on
+our triggers' schedule and nothing else, the floor under any trigger on this loop and HTTP stack.
+
+``--gc-freeze`` calls ``gc.freeze()`` before the measured phase, so the full collections that
+Python runs now and then no longer traverse Airflow's own heap (the triggerer does not do this;
+the option shows how much of the lag is those collections: the lag pass prints the longest).
+
+``--start-like-triggerer`` starts the triggers as Airflow's triggerer does instead of all in one
+loop iteration: in batches of ``[triggerer] max_trigger_to_select_per_loop`` (Airflow 3.2+, default
+50; before it, ``[triggerer] capacity``) about once a second (the supervisor assigns a batch per
+loop, and the runner syncs with it once a second), each trigger created in a loop iteration of its
+own (``TriggerRunner.create_triggers`` yields with ``asyncio.sleep(0)`` around each).
+
 Usage: ``python benchmarks/triggerer_load.py [--n 100 1000] [--polls 5] [--interval 1]
-[--quick] [--no-baseline] [--baseline-burst] [--no-tracemalloc] [--profile]``
+[--quick] [--no-baseline] [--baseline-burst] [--floor] [--start-like-triggerer] [--gc-freeze]
+[--no-tracemalloc] [--profile]``
 """
 
 from __future__ import annotations
@@ -45,6 +60,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import math
 import os
 import select
 import subprocess
@@ -112,7 +128,11 @@ def emulator_role(polls: int) -> int:
 
 # ------------------------------------------------------------------------------------- client role
 class LoopWatch:
-    """A ticker task: worst lateness of its sleeps (``tick`` 10 ms), and peaks of RSS and traced memory."""
+    """A ticker task: worst lateness of its sleeps (``tick`` 10 ms), and peaks of RSS and traced memory.
+
+    A sleep that began before the last trigger was started counts to the start-up phase's lag, any
+    other to the polling phase's.
+    """
 
     def __init__(self, traced: bool, tick: float) -> None:
         import psutil
@@ -121,9 +141,22 @@ class LoopWatch:
         self.traced = traced
         self.tick = tick
         self.worst_lag = 0.0
+        self.startup_lag = 0.0
+        self.polling_lag = 0.0
+        self.all_started: float | None = None
         self.rss_peak = self.process.memory_info().rss
         self.traced_peak = 0
         self.stopped = False
+        self.gc_worst = 0.0
+        """Longest garbage collection of the pass (it stops the loop like any other code)."""
+        self._gc_began = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_began = time.perf_counter()
+        else:
+            self.gc_worst = max(self.gc_worst, time.perf_counter() - self._gc_began)
 
     async def run(self) -> None:
         import tracemalloc
@@ -134,7 +167,12 @@ class LoopWatch:
             before = loop.time()
             await asyncio.sleep(self.tick)
             now = loop.time()
-            self.worst_lag = max(self.worst_lag, now - before - self.tick)
+            lag = now - before - self.tick
+            self.worst_lag = max(self.worst_lag, lag)
+            if self.all_started is None or before < self.all_started:
+                self.startup_lag = max(self.startup_lag, lag)
+            else:
+                self.polling_lag = max(self.polling_lag, lag)
             if now - last_sample >= SAMPLE:
                 last_sample = now
                 self.rss_peak = max(self.rss_peak, self.process.memory_info().rss)
@@ -230,6 +268,82 @@ def _baseline(
     return [waiter(run_id, offset) for run_id, offset in zip(run_ids, offsets, strict=True)]
 
 
+def triggerer_batch() -> int:
+    """How many new triggers Airflow's triggerer starts per loop (about one a second)."""
+    from airflow.configuration import conf
+
+    capacity = conf.getint("triggerer", "capacity", fallback=1000)
+    per_loop = conf.getint("triggerer", "max_trigger_to_select_per_loop", fallback=capacity)
+    return max(1, min(per_loop, capacity))
+
+
+async def start_all(
+    waiters: list[Callable[[], Awaitable[bool]]], watch: LoopWatch, like_triggerer: bool
+) -> list[Any]:
+    """Run every waiter: all in one loop iteration, or in batches as Airflow's triggerer starts them.
+
+    Like ``TriggerRunner.create_triggers`` (Airflow 3.3): ``asyncio.sleep(0)`` before and after
+    each trigger is made, one task per trigger; the next batch about a second later (its loop's
+    ``move_on_after(1)`` between two syncs with the supervisor, which assigns one batch per loop).
+    """
+    loop = asyncio.get_running_loop()
+    started = 0
+
+    def counted(waiter: Callable[[], Awaitable[bool]]) -> Callable[[], Awaitable[bool]]:
+        async def run() -> bool:
+            nonlocal started
+            started += 1
+            if started == len(waiters):
+                watch.all_started = loop.time()
+            return await waiter()
+
+        return run
+
+    if not like_triggerer:
+        return await asyncio.gather(*(counted(w)() for w in waiters), return_exceptions=True)
+    batch = triggerer_batch()
+    tasks: list[asyncio.Task[bool]] = []
+    for first in range(0, len(waiters), batch):
+        if first:
+            await asyncio.sleep(1.0)
+        for waiter in waiters[first : first + batch]:
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # "loading the trigger class could have been expensive"
+            tasks.append(asyncio.create_task(counted(waiter)()))
+        await asyncio.sleep(0)
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _floor(
+    hello: dict[str, Any], run_ids: list[str], interval: float, polls: int, headers: dict[str, str],
+    offsets: list[float],
+) -> list[Callable[[], Awaitable[bool]]]:
+    """The floor under both: K GETs + JSON parse per run on one kept-alive aiohttp session, same schedule."""
+    import aiohttp
+
+    state: dict[str, aiohttp.ClientSession] = {}
+
+    def waiter(run_id: str, offset: float) -> Callable[[], Awaitable[bool]]:
+        async def wait() -> bool:
+            session = state.get("session")
+            if session is None:
+                session = state["session"] = aiohttp.ClientSession()
+            loop = asyncio.get_running_loop()
+            next_poll = loop.time() + offset
+            for _ in range(polls):
+                await asyncio.sleep(max(0.0, next_poll - loop.time()))
+                async with session.get(f"{hello['url']}{RUNS_PATH}/{run_id}", headers=headers) as resp:
+                    data = json.loads(await resp.read())
+                if resp.status != 200 or not data.get("items"):
+                    return False
+                next_poll += interval
+            return True
+
+        return wait
+
+    return [waiter(run_id, offset) for run_id, offset in zip(run_ids, offsets, strict=True)]
+
+
 def _warm_up(args: argparse.Namespace, hello: dict[str, Any], run_id: str, headers: dict[str, str]) -> None:
     """One poll through the measured code on a run of its own, so one-time imports are not counted."""
     if args.impl == "ours":
@@ -238,6 +352,9 @@ def _warm_up(args: argparse.Namespace, hello: dict[str, Any], run_id: str, heade
         from airflow_provider_flowservice._auth import TOKEN_CACHE
 
         TOKEN_CACHE.clear()  # the measured pass fetches its own token
+    elif args.impl == "floor":
+        (wait,) = _floor(hello, [run_id], args.interval, 1, headers, [0.0])
+        asyncio.run(wait())
     else:
         (wait,) = _baseline([run_id], args.interval, 1, headers, [0.0])
         asyncio.run(wait())
@@ -279,6 +396,8 @@ def client_role(args: argparse.Namespace) -> int:
     _warm_up(args, hello, warm_up_run, headers)
     if args.impl == "ours":
         waiters = _ours(hello, run_ids, args.interval)
+    elif args.impl == "floor":
+        waiters = _floor(hello, run_ids, args.interval, args.polls, headers, _offsets(run_ids, args.interval))
     else:
         burst = args.baseline_burst
         offsets = [0.0] * len(run_ids) if burst else _offsets(run_ids, args.interval)
@@ -291,12 +410,14 @@ def client_role(args: argparse.Namespace) -> int:
         watch = LoopWatch(traced=args.tracemalloc, tick=TICK if args.lag else SAMPLE)
         ticker = asyncio.create_task(watch.run())
         await asyncio.sleep(0.05)  # let the ticker take its first sample
-        results = await asyncio.gather(*(w() for w in waiters), return_exceptions=True)
+        results = await start_all(waiters, watch, args.start_like_triggerer)
         watch.stopped = True
         await ticker
         return [r is True for r in results], watch
 
     gc.collect()
+    if args.gc_freeze:
+        gc.freeze()  # what is alive now (Airflow, the runs, the triggers) is never traversed again
     import psutil
 
     rss0 = psutil.Process().memory_info().rss
@@ -321,6 +442,9 @@ def client_role(args: argparse.Namespace) -> int:
         "cpu": cpu1 - cpu0,
         "wall": wall1 - wall0,
         "lag": watch.worst_lag if args.lag else None,
+        "startup_lag": watch.startup_lag if args.lag else None,
+        "polling_lag": watch.polling_lag if args.lag else None,
+        "gc_worst": watch.gc_worst,
         "rss_delta": watch.rss_peak - rss0,
         "traced_delta": (watch.traced_peak - traced0) if args.tracemalloc else None,
     }
@@ -408,6 +532,10 @@ def run_pass(
         command.append("--profile")
     if args.baseline_burst:
         command.append("--baseline-burst")
+    if args.start_like_triggerer:
+        command.append("--start-like-triggerer")
+    if args.gc_freeze:
+        command.append("--gc-freeze")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     proc = subprocess.Popen(
@@ -426,6 +554,8 @@ def run_pass(
         proc.stdin.write("GO\n")
         proc.stdin.flush()
         budget = 60 + 10 * args.polls * args.interval + n * 0.1
+        if args.start_like_triggerer:
+            budget += 2 * n / triggerer_batch()  # a batch about every second
         deadline = time.monotonic() + budget
         result: dict[str, Any] | None = None
         profile = None
@@ -460,6 +590,8 @@ def measure(
     result = run_pass(emulator, token, impl, n, args, log=log)
     lagged = run_pass(emulator, token, impl, n, args, lagged=True, log=log)
     result["lag"], result["ok"] = lagged["lag"], min(result["ok"], lagged["ok"])
+    result["startup_lag"], result["polling_lag"] = lagged["startup_lag"], lagged["polling_lag"]
+    result["gc_worst"] = lagged.get("gc_worst")
     if not args.no_tracemalloc:
         traced = run_pass(emulator, token, impl, n, args, traced=True, log=log)
         result["traced_kb"] = traced["traced_delta"] / n / 1024
@@ -468,22 +600,26 @@ def measure(
     return result
 
 
-def _row(label: str, r: dict[str, Any], polls: int, interval: float) -> str:
+def _row(label: str, r: dict[str, Any], args: argparse.Namespace) -> str:
     n = r["n"]
     cpu_per_poll_ms = r["cpu"] / max(1, r["get_run"]) * 1000
     rss_kb = r["rss_delta"] / n / 1024
     traced = r.get("traced_kb")
     traced_txt = f"{traced:8.1f}" if traced is not None else "       -"
-    ideal = polls * interval
+    ideal = args.polls * args.interval
+    if args.start_like_triggerer:
+        ideal += math.ceil(n / triggerer_batch()) - 1  # the last batch starts that much later
     return (
         f"{n:>5} {label:<9} {r['ok']:>5} {r['token_requests']:>6} {r['get_run'] / n:>9.2f} "
         f"{r['total'] / n:>8.2f} {r['cpu']:>7.2f} {cpu_per_poll_ms:>9.3f} {r['lag'] * 1000:>8.1f} "
+        f"{r['startup_lag'] * 1000:>9.1f} {r['polling_lag'] * 1000:>8.1f} "
         f"{rss_kb:>8.1f} {traced_txt} {r['wall']:>7.2f} {ideal:>6.1f}"
     )
 
 
 HEADER = (
-    "    N impl         ok tokens polls/run req/run  CPU s  ms CPU/poll  lag ms  RSS KB/t  heap KB/t"
+    "    N impl         ok tokens polls/run req/run  CPU s  ms CPU/poll  lag ms  start-up  polling"
+    "  RSS KB/t  heap KB/t"
     "  wall s  ideal"
 )
 
@@ -499,10 +635,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-baseline", action="store_true", help="skip the HttpSensorTrigger baseline")
     parser.add_argument("--baseline-burst", action="store_true",
                         help="start all baseline poll loops at once (default: on our triggers' schedule)")
+    parser.add_argument("--start-like-triggerer", action="store_true",
+                        help="start the triggers in batches as Airflow's triggerer does (default: at once)")
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="gc.freeze() before the measured phase (Airflow's triggerer does not)")
     parser.add_argument("--no-tracemalloc", action="store_true", help="skip the heap-measuring passes")
     parser.add_argument("--profile", action="store_true", help="add a cProfiled pass per N and impl")
     # client role only
-    parser.add_argument("--impl", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--floor", action="store_true",
+                        help="add a pass of bare aiohttp GETs on one session, same schedule (the floor)")
+    parser.add_argument("--impl", choices=["ours", "baseline", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--tracemalloc", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--lag", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -518,6 +660,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.polls < 1 or args.interval <= 0 or min(args.n) < 1:
         parser.error("--polls must be >= 1, --interval > 0 and every --n >= 1")
     impls = ["ours"] if args.no_baseline else ["ours", "baseline"]
+    if args.floor:
+        impls.append("floor")
 
     with tempfile.TemporaryDirectory(prefix="triggerer-load-") as tmp:
         log_path = Path(tmp) / "subprocesses.log"
@@ -537,15 +681,21 @@ def main(argv: list[str] | None = None) -> int:
 
     import airflow
 
+    started = "at once"
+    if args.start_like_triggerer:
+        started = f"{triggerer_batch()} a second, as Airflow's triggerer"
     print(f"Triggerer load (Airflow {airflow.__version__}, Python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs): K={args.polls} polls per run, {args.interval:g} s interval, "
-          "emulator in a separate process")
+          "emulator in a separate process, triggers started "
+          f"{started}")
     print(HEADER)
     for (_, impl), r in results.items():
-        print(_row(impl, r, args.polls, args.interval))
+        print(_row(impl, r, args))
     print("columns: ok = runs seen to the end; tokens = IMS token requests by the client process; "
-          "lag = worst event-loop lateness; RSS/heap KB/t = memory growth per waiting trigger; "
-          "ideal = K x interval (first polls spread over one interval)")
+          "lag = worst event-loop lateness, then split: while the triggers were being started, and "
+          "while they polled after that; RSS/heap KB/t = memory growth per waiting trigger; "
+          "ideal = K x interval (first polls spread over one interval), plus a second a batch with "
+          "--start-like-triggerer")
     failures = _verdicts(results, args)
     for (n, impl), r in results.items():
         if r.get("profile"):
@@ -572,15 +722,27 @@ def _verdicts(results: dict[tuple[int, str], dict[str, Any]], args: argparse.Nam
             ratio = ours_cpp / base_cpp if base_cpp else float("nan")
             print(f"N={n}: CPU per poll ours/baseline = {ours_cpp * 1000:.3f} / {base_cpp * 1000:.3f} ms = "
                   f"{ratio:.2f} (goal <= {GOAL_CPU_RATIO}: {'OK' if ratio <= GOAL_CPU_RATIO else 'MISSED'})")
+        if (n, "floor") in results:
+            floor = results[(n, "floor")]
+            floor_cpp = floor["cpu"] / max(1, floor["get_run"])
+            above = ours["cpu"] / max(1, ours["get_run"]) - floor_cpp
+            versus = ""
+            if (n, "baseline") in results:
+                base = results[(n, "baseline")]
+                versus = f"; floor/baseline = {floor_cpp / (base['cpu'] / max(1, base['get_run'])):.2f}"
+            print(f"N={n}: CPU per poll of bare aiohttp GETs on one session (the floor) = "
+                  f"{floor_cpp * 1000:.3f} ms; ours above it {above * 1000:.3f} ms{versus}")
         if n >= 1000:
             rss_kb = ours["rss_delta"] / n / 1024
             heap_kb = ours.get("traced_kb")
             worst_kb = max(rss_kb, heap_kb or 0.0)
             lag_ms = ours["lag"] * 1000
+            startup, polling, pause = (ours[k] * 1000 for k in ("startup_lag", "polling_lag", "gc_worst"))
+            split = f"start-up {startup:.1f} ms, polling {polling:.1f} ms, longest GC pause {pause:.1f} ms"
             print(f"N={n}: ours: memory per waiting trigger {worst_kb:.1f} KB (RSS {rss_kb:.1f}, heap "
                   f"{'-' if heap_kb is None else f'{heap_kb:.1f}'}; goal < {GOAL_KB_PER_TRIGGER:.0f}: "
                   f"{'OK' if worst_kb < GOAL_KB_PER_TRIGGER else 'MISSED'}), worst loop lag {lag_ms:.1f} ms "
-                  f"(goal < {GOAL_LAG_MS:.0f}: {'OK' if lag_ms < GOAL_LAG_MS else 'MISSED'})")
+                  f"({split}; goal < {GOAL_LAG_MS:.0f}: {'OK' if lag_ms < GOAL_LAG_MS else 'MISSED'})")
     return not_finished
 
 

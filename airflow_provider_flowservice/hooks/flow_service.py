@@ -62,12 +62,11 @@ from airflow_provider_flowservice.version_compat import BaseHook
 # requests and aiohttp (and the shared session) are imported on first use, not at module
 # level: every DAG file that uses the provider imports this module, and they dominate its cost.
 if TYPE_CHECKING:
-    import ssl
-
     import aiohttp
     import requests
     import yarl
 
+    from airflow_provider_flowservice.hooks._conn_state import ConnState
     from airflow_provider_flowservice.hooks._session import Reply
 
 log = logging.getLogger(__name__)
@@ -540,9 +539,10 @@ def _without_conn_id(message: str, conn_id: str) -> str:
 class FlowServiceAsyncHook:
     """The async twin of :class:`FlowServiceHook` for triggers (``aiohttp``).
 
-    Never blocks the event loop: the Airflow connection is read once off the loop, requests are
+    Never blocks the event loop: the Airflow connection is read off the loop, requests are
     awaited and waits use ``asyncio.sleep``. Hooks on one event loop share one
-    ``aiohttp.ClientSession`` (``hooks/_session.py``); call :meth:`aclose` to let go of it.
+    ``aiohttp.ClientSession`` (``hooks/_session.py``) and one read of each connection, reused for
+    60 s (``hooks/_conn_state.py``); call :meth:`aclose` to let go of the session.
 
     :param flow_service_conn_id: the ``adobe_flow_service`` connection to use.
     :param retry: retry policy for transient errors; default :class:`RetryPolicy()`.
@@ -556,19 +556,22 @@ class FlowServiceAsyncHook:
     ) -> None:
         self.flow_service_conn_id = flow_service_conn_id
         self.retry_policy = RetryPolicy.coerce(retry)
-        self._settings: FlowServiceConnectionSettings | None = None
-        self._tokens: TokenProvider | None = None
+        self._state: ConnState | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._transport: tuple[ssl.SSLContext | bool, aiohttp.ClientTimeout, str | None] | None = None
         self._urls: dict[str, yarl.URL] = {}
 
+    async def _conn(self) -> ConnState:
+        """The loop's shared state of the connection (read at most once a minute per loop)."""
+        from airflow_provider_flowservice.hooks import _conn_state
+
+        state = self._state
+        if state is None or not state.fresh(_conn_state.clock()):
+            state = self._state = await _conn_state.get(self.flow_service_conn_id, _aget_connection)
+        return state
+
     async def get_settings(self) -> FlowServiceConnectionSettings:
-        """The validated connection, read once without blocking the loop."""
-        if self._settings is None:
-            conn = await _aget_connection(self.flow_service_conn_id)
-            self._settings = FlowServiceConnectionSettings.from_connection(conn)
-            self._tokens = TokenProvider(self._settings, self.retry_policy)
-        return self._settings
+        """The validated connection, read without blocking the loop (shared by the loop's hooks)."""
+        return (await self._conn()).settings
 
     async def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -577,18 +580,12 @@ class FlowServiceAsyncHook:
             self._session = _session.acquire()
         return self._session
 
-    async def _http(self, method: str, url: str, path: str, token: str, *, params: Any) -> Reply:
+    async def _http(
+        self, state: ConnState, method: str, url: str, path: str, token: str, *, params: Any
+    ) -> Reply:
         from airflow_provider_flowservice.hooks import _session
 
-        s = await self.get_settings()
         session = await self._get_session()
-        if self._transport is None:
-            self._transport = (
-                await _session.ssl_for(s.tls_verify()),
-                _session.timeout_of(s.connect_timeout, s.read_timeout),
-                _session.env_proxy(s.base_url),
-            )
-        context, timeout, proxy = self._transport
         target = self._urls.get(url)
         if target is None:  # a trigger polls one URL all its life: parse it once
             import yarl
@@ -600,12 +597,13 @@ class FlowServiceAsyncHook:
                 method,
                 target,
                 params=params,
-                headers=request_headers(s, token, has_body=False),
-                ssl_context=context,
-                timeout=timeout,
-                proxy=proxy,
+                headers=state.headers(token),
+                ssl_context=state.ssl_context,
+                timeout=state.timeout,
+                proxy=state.proxy,
             )
         except Exception as exc:
+            s = state.settings
             failure = transient_from_aiohttp(exc)
             if failure is not None:
                 failure.description = f"{failure.description} ({method} {s.host}{path})"
@@ -616,25 +614,30 @@ class FlowServiceAsyncHook:
                 raise transport_error(s, method, path, exc) from None
             raise
 
-    async def _token(self) -> AccessToken:
+    async def _token(self, tokens: TokenProvider) -> AccessToken:
         """The access token: the connection's own, the cached one, or a new one from IMS."""
-        tokens = self._tokens
-        assert tokens is not None
         cached = tokens.cached()  # no session needed for it
         if cached is not None:
             return cached
         return await tokens.aget_token(await self._get_session())
 
     async def _send_once(self, method: str, path: str, *, params: Any = None, url: str | None = None) -> Any:
-        s = await self.get_settings()
-        assert self._tokens is not None
+        state = await self._conn()
+        s = state.settings
+        tokens = state.tokens(self.retry_policy)
         target = url or s.api_url + path
 
         async def send(_: None) -> tuple[AccessToken, Reply]:
-            token = await self._token()
-            return token, await self._http(method, target, path, token.value, params=params)
+            token = await self._token(tokens)
+            return token, await self._http(state, method, target, path, token.value, params=params)
 
-        return await adrive(authorized(s, self._tokens, method, path), send)
+        try:
+            return await adrive(authorized(s, tokens, method, path), send)
+        except FlowServiceAuthError:
+            from airflow_provider_flowservice.hooks import _conn_state
+
+            _conn_state.drop(self.flow_service_conn_id, state)  # the next request reads it again
+            raise
 
     async def _request(self, method: str, path: str, *, params: Any = None, url: str | None = None) -> Any:
         send: Callable[[], Awaitable[Any]] = lambda: self._send_once(method, path, params=params, url=url)  # noqa: E731

@@ -44,6 +44,7 @@ def test_triggerer_load_quick_prints_both_implementations() -> None:
     assert ours[0].split()[2] == "50" and ours[0].split()[3] == "1", out
     assert "N=50: ours: token requests 1" in out, out
     assert "CPU per poll ours/baseline" in out, out
+    assert "lag ms  start-up  polling" in out, out  # the lag split into its two phases
 
 
 def test_dag_parse_cost_quick_prints_figures_and_no_network() -> None:
@@ -66,3 +67,10 @@ def test_token_requests_quick_prints_both_sides() -> None:
     total = next(line for line in out.splitlines() if line.startswith("total"))
     assert total.split()[1:] == ["1", "6"], out  # on: 1 per lifetime; off: one per process (3 + 3)
     assert "-> met" in out, out
+
+
+def test_startup_floor_prints_both_figures() -> None:
+    out = _run("startup_floor.py", "--n", "200", "--rounds", "1")
+    for label in ("tasks that only sleep", "FlowServiceRunTrigger, to its first sleep"):
+        line = next(line for line in out.splitlines() if label in line)
+        assert float(line.split(label)[1].split()[0]) >= 0, out

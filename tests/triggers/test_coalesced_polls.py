@@ -140,3 +140,44 @@ async def test_a_lagging_list_still_shows_each_end_within_one_interval(emu) -> N
     check_events(emu, [payload for payload, _ in results])
     lateness = [seen - ends[payload["run_id"]] for payload, seen in results]
     assert max(lateness) <= INTERVAL + 0.5, lateness  # one interval, plus slack for a loaded machine
+
+
+async def test_a_run_read_other_than_listed_shows_the_list_lags(
+    emu, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every run is on the list, but as it was 1.5 s ago: only a run's own GET can show the lag.
+
+    The runs are listed once created (so none is missing from the list), then start: their own
+    GETs show ``inProgress`` while the list still shows ``scheduled`` for 1.5 s. A periodic check
+    (every 6 ticks here, 1.5 s) in that time finds its run other than listed, and from then on the
+    flow's triggers poll one by one, so each end is seen within one interval. Trusting the list
+    until each run's next periodic check would see the ends up to 1.5 s late.
+    """
+    from airflow_provider_flowservice.triggers import _flow_board
+
+    monkeypatch.setattr(_flow_board, "CHECK_EVERY", 6)
+    emu.page_size = 100
+    lag = 1.5
+    emu.list_lag = lag
+    seconds = lag + 0.2 + 3.0
+    flow = emu.add_flow(seconds_to_finish=seconds)
+    run_ids, ends = [], {}
+    for _ in range(6):
+        run_id = create_run(emu, flow)
+        ends[run_id] = time.monotonic() + seconds  # the run ends no later than this
+        run_ids.append(run_id)
+    await asyncio.sleep(lag + 0.2)  # every run on the (lagging) list
+    triggers = [waiting_trigger(run_id, flow) for run_id in run_ids]
+    emu.requests.clear()
+
+    async def one(trigger: FlowServiceRunTrigger) -> tuple[dict, float]:
+        events = [e async for e in trigger.run()]
+        assert len(events) == 1
+        return events[0].payload, time.monotonic()
+
+    with caplog.at_level("WARNING", logger=_flow_board.__name__):
+        results = await asyncio.wait_for(asyncio.gather(*(one(t) for t in triggers)), 60)
+    check_events(emu, [payload for payload, _ in results])
+    assert any("listed as" in r.getMessage() for r in caplog.records)  # seen by a run's own GET
+    lateness = [seen - ends[payload["run_id"]] for payload, seen in results]
+    assert max(lateness) <= INTERVAL + 0.5, lateness  # one interval, plus slack for a loaded machine
