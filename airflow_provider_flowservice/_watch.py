@@ -23,12 +23,15 @@ class RunWatch:
     :param run_id: the run polled.
     :param log: the waiter's own logger (the lines belong in its task log); Airflow's logger types differ.
     :param what: how messages name the run; default ``flow run <id>``.
+    :param plan: said once, on the first status line (how the waiter goes on polling), so that the
+        plan costs no log line of its own: in a triggerer every line is a write to the task's log.
     """
 
-    def __init__(self, run_id: str, log: Any, what: str | None = None) -> None:
+    def __init__(self, run_id: str, log: Any, what: str | None = None, plan: str | None = None) -> None:
         self.run_id = run_id
         self.log = log
         self.what = what or f"flow run {run_id}"
+        self.plan = plan
         self.last: FlowRun | None = None
         self.polls = 0  # successful ones
 
@@ -39,7 +42,9 @@ class RunWatch:
 
     def ended(self, run: FlowRun) -> bool:
         """Record a successful poll, logging the status when it changed; True once the run has ended."""
-        if self.last is None or run.raw_status != self.last.raw_status:
+        if self.last is None and self.plan:
+            self.log.info("Flow run %s status: %s; %s", self.run_id, run.raw_status, self.plan)
+        elif self.last is None or run.raw_status != self.last.raw_status:
             self.log.info("Flow run %s status: %s", self.run_id, run.raw_status)
         self.last = run
         self.polls += 1

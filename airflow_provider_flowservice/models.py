@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from airflow_provider_flowservice.status import FlowRunStatus
@@ -66,7 +67,12 @@ def _as_seconds(value: Any) -> int | None:
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     """``value`` when it is a JSON object, else an empty one (the API's shapes vary)."""
-    return value if isinstance(value, Mapping) else {}
+    if type(value) is dict:  # what json gives: skips the ABC check, a poll makes a dozen of these
+        return value
+    return value if isinstance(value, Mapping) else _EMPTY
+
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 def _text(value: Any) -> str | None:

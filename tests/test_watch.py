@@ -74,6 +74,17 @@ def test_a_status_is_logged_when_it_changes_not_on_every_poll(caplog: pytest.Log
     assert w.polls == 5
 
 
+def test_a_plan_rides_on_the_first_status_line_only(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, LOGGER)
+    w = RunWatch(RUN_ID, logging.getLogger(LOGGER), plan="polled every 5 s.")
+    for status in ("inProgress", "inProgress", "success"):
+        w.ended(run(status))
+    assert lines(caplog) == [
+        f"Flow run {RUN_ID} status: inProgress; polled every 5 s.",
+        f"Flow run {RUN_ID} status: success",
+    ]
+
+
 @pytest.mark.parametrize("status", ["success", "partialSuccess", "failed", "FAILED"])
 def test_a_finished_run_has_ended(status: str) -> None:
     w = watch()

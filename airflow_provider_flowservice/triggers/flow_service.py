@@ -283,21 +283,21 @@ class FlowServiceRunTrigger(BaseTrigger):
 
     async def _poll(self, hook: Any, board: Any) -> tuple[str, FlowRun | None, str]:
         """The polling loop: returns (event status, last run seen, message)."""
-        watch = RunWatch(self.run_id, self.log, self._what())
         start = time.monotonic()
         index, next_poll = self._schedule(board, start + self._first_poll_delay())
         if board is not None:
             index, next_poll = self._schedule(board, start)
-        # Everything, this log line included, waits for the offset: a triggerer (re)start runs
-        # every trigger up to here in one tick, and that tick must stay short.
+        # Everything else waits for the offset: a triggerer (re)start runs every trigger up to here
+        # in one tick, and that tick must stay short.
         await self._sleep_until(next_poll)
-        self.log.info(
-            "Waiting for %s: polling every %s s until %s (unix %s).",
-            self._what(),
-            self.poll_interval,
-            _utc(self.end_time),
-            int(self.end_time),
+        # The plan rides on the first status line, not a line of its own: each line costs the
+        # triggerer a write to the task's log. (A transient error before it names the run too.)
+        flow = f"flow {self.flow_id}; " if self.flow_id else ""
+        plan = (
+            f"{flow}the triggerer polls it every {self.poll_interval} s until {_utc(self.end_time)} "
+            f"(unix {int(self.end_time)})."
         )
+        watch = RunWatch(self.run_id, self.log, self._what(), plan)
         while True:
             try:
                 async with asyncio.timeout(max(self.end_time - time.time(), MIN_REQUEST_SECONDS)):

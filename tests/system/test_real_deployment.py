@@ -30,7 +30,7 @@ What it proves, per data interval:
 - the task deferred (its task instance was seen in state ``deferred`` while a
   ``FlowServiceRunTrigger`` row was assigned to the triggerer job), resumed and succeeded on its
   first try;
-- the polls came from the triggerer: the trigger's own log lines ("Waiting for flow run <id>")
+- the polls came from the triggerer: the trigger's own log lines ("Flow run <id> status: ...; the triggerer polls it every ...")
   are in the triggerer-written log file of that task, and the flow runs' poll periods overlap
   although the deployment has ONE worker slot (``[core] parallelism=1``), which is only possible
   if the slot was released while waiting;
@@ -224,7 +224,8 @@ def _check(
                 own.append(request.time)
     for run_id, times in polls.items():
         assert len(times) >= 3, (run_id, len(times))
-        assert f"Waiting for flow run {run_id}" in trigger_logs, f"no trigger log for flow run {run_id}"
+        first_line = rf"Flow run {run_id} status: \w+; flow {DEFAULT_FLOW_ID}; the triggerer polls it every"
+        assert re.search(first_line, trigger_logs), f"no trigger log for flow run {run_id}"
     spans = sorted((min(t), max(t)) for t in polls.values())
     origin = spans[0][0]
     print("flow runs polled (seconds from the first poll):",

@@ -7,6 +7,7 @@ import importlib
 import itertools
 import json
 import logging
+import re
 import time
 
 import pytest
@@ -91,6 +92,10 @@ async def test_success_one_event_and_status_changes_logged_once(emu, logs):
     text = logs()
     assert text.count(f"Flow run {run_id} status: inProgress") == 1  # logged on change, not every poll
     assert text.count(f"Flow run {run_id} status: success") == 1
+    # the plan is said once, on the first status line: no line of its own
+    first = rf"Flow run {run_id} status: \w+; flow {flow}; the triggerer polls it every 0\.02 s until "
+    assert re.search(first, str(text)), str(text)[-2000:]
+    assert text.count("the triggerer polls it every") == 1
     assert apply_outcome(payload["summary"]).value == "success"
 
 
