@@ -31,9 +31,10 @@ What it proves, per data interval:
   ``FlowServiceRunTrigger`` row was assigned to the triggerer job), resumed and succeeded on its
   first try;
 - the polls came from the triggerer: the trigger's own log lines
-  ("Flow run <id> status: ...; the triggerer polls it every ...") are in the triggerer-written log file of that task, and the flow runs' poll periods overlap
-  although the deployment has ONE worker slot (``[core] parallelism=1``), which is only possible
-  if the slot was released while waiting;
+  ("Flow run <id> status: ...; the triggerer polls it every ...") are in the triggerer-written log
+  file of that task, and the flow runs' poll periods overlap although the deployment has ONE
+  worker slot (``[core] parallelism=1``), which is only possible if the slot was released while
+  waiting;
 - the emulator holds exactly one flow run per interval, with ``windowStartTime`` /
   ``windowEndTime`` equal to the DAG run's data interval;
 - no client secret or access token reached a log file, the trigger table or the DB;
