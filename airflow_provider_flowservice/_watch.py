@@ -25,13 +25,18 @@ class RunWatch:
     :param what: how messages name the run; default ``flow run <id>``.
     :param plan: said once, on the first status line (how the waiter goes on polling), so that the
         plan costs no log line of its own: in a triggerer every line is a write to the task's log.
+    :param log_end: False when the end is logged anyway: a trigger's event is, by the triggerer,
+        and the task logs the outcome when it resumes.
     """
 
-    def __init__(self, run_id: str, log: Any, what: str | None = None, plan: str | None = None) -> None:
+    def __init__(
+        self, run_id: str, log: Any, what: str | None = None, plan: str | None = None, log_end: bool = True
+    ) -> None:
         self.run_id = run_id
         self.log = log
         self.what = what or f"flow run {run_id}"
         self.plan = plan
+        self.log_end = log_end
         self.last: FlowRun | None = None
         self.polls = 0  # successful ones
 
@@ -42,13 +47,15 @@ class RunWatch:
 
     def ended(self, run: FlowRun) -> bool:
         """Record a successful poll, logging the status when it changed; True once the run has ended."""
-        if self.last is None and self.plan:
-            self.log.info("Flow run %s status: %s; %s", self.run_id, run.raw_status, self.plan)
-        elif self.last is None or run.raw_status != self.last.raw_status:
-            self.log.info("Flow run %s status: %s", self.run_id, run.raw_status)
+        ended = run.status.is_terminal
+        if (self.last is None or run.raw_status != self.last.raw_status) and (self.log_end or not ended):
+            if self.last is None and self.plan:
+                self.log.info("Flow run %s status: %s; %s", self.run_id, run.raw_status, self.plan)
+            else:
+                self.log.info("Flow run %s status: %s", self.run_id, run.raw_status)
         self.last = run
         self.polls += 1
-        return run.status.is_terminal
+        return ended
 
     def hold_off(self, exc: BaseException) -> float | None:
         """After a failed poll: seconds to wait before the next one, or None when polling cannot help.

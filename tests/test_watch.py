@@ -85,6 +85,21 @@ def test_a_plan_rides_on_the_first_status_line_only(caplog: pytest.LogCaptureFix
     ]
 
 
+def test_without_log_end_the_end_is_not_logged_but_still_reported(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, LOGGER)
+    w = RunWatch(RUN_ID, logging.getLogger(LOGGER), plan="polled every 5 s.", log_end=False)
+    assert [w.ended(run(s)) for s in ("scheduled", "inProgress")] == [False, False]
+    assert w.ended(run("success", completed=True)) is True
+    assert lines(caplog) == [
+        f"Flow run {RUN_ID} status: scheduled; polled every 5 s.",
+        f"Flow run {RUN_ID} status: inProgress",
+    ]
+    assert (w.last_status, w.polls) == ("success", 3)
+    w2 = RunWatch(RUN_ID, logging.getLogger(LOGGER), log_end=False)
+    assert w2.ended(run("failed", completed=True)) is True  # ended at the first poll: no line at all
+    assert len(lines(caplog)) == 2
+
+
 @pytest.mark.parametrize("status", ["success", "partialSuccess", "failed", "FAILED"])
 def test_a_finished_run_has_ended(status: str) -> None:
     w = watch()

@@ -290,14 +290,15 @@ class FlowServiceRunTrigger(BaseTrigger):
         # Everything else waits for the offset: a triggerer (re)start runs every trigger up to here
         # in one tick, and that tick must stay short.
         await self._sleep_until(next_poll)
-        # The plan rides on the first status line, not a line of its own: each line costs the
-        # triggerer a write to the task's log. (A transient error before it names the run too.)
+        # The plan rides on the first status line, not a line of its own, and the end is not logged
+        # here (the triggerer logs the event, the task the outcome): each line costs the triggerer
+        # a write to the task's log. (A transient error before the first status names the run too.)
         flow = f"flow {self.flow_id}; " if self.flow_id else ""
         plan = (
             f"{flow}the triggerer polls it every {self.poll_interval} s until {_utc(self.end_time)} "
             f"(unix {int(self.end_time)})."
         )
-        watch = RunWatch(self.run_id, self.log, self._what(), plan)
+        watch = RunWatch(self.run_id, self.log, self._what(), plan, log_end=False)
         while True:
             try:
                 async with asyncio.timeout(max(self.end_time - time.time(), MIN_REQUEST_SECONDS)):

@@ -26,7 +26,7 @@ import psutil
 
 from airflow_provider_flowservice.testing.emulator import RecordedRequest
 from tests.system._airflow_services import AirflowDeployment, Service, free_port, wait_for
-from tests.system._postgres import postgres_missing, stop_group
+from tests.system._postgres import NO_POSTGRES_ENV, postgres_missing, stop_group
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 INSTALL_HINT = "apt-get update && apt-get install -y postgresql redis-server"
@@ -41,6 +41,16 @@ def missing_binaries() -> list[str]:
     if not Path(REDIS_SERVER).exists():
         missing.append("redis-server")
     return missing
+
+
+def why_skipped() -> str | None:
+    """The deployment test's one skip line (None when it can run): what to install, or what to unset."""
+    missing = missing_binaries()
+    if not missing:
+        return None
+    if missing == [f"PostgreSQL ({NO_POSTGRES_ENV}=1)"]:
+        return f"PostgreSQL is turned off by {NO_POSTGRES_ENV}=1; unset it to run the deployment test"
+    return f"needs {', '.join(missing)}; install them with: {INSTALL_HINT}"
 
 
 class RedisServer:

@@ -1,4 +1,5 @@
-"""Without PostgreSQL or Redis the deployment test is skipped, with ONE line saying how to install them."""
+"""Without PostgreSQL or Redis the deployment test is skipped, with ONE line saying how to install them
+(or, when ``FLOWSERVICE_TESTS_NO_POSTGRES=1`` turned PostgreSQL off, what to unset)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.deployment._cluster import INSTALL_HINT, missing_binaries
+from tests.deployment._cluster import why_skipped
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -16,12 +17,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         for report in terminalreporter.stats.get("skipped", [])
         if "tests/deployment/" in str(getattr(report, "nodeid", ""))
     ]
-    missing = missing_binaries()
-    if skipped and missing:
-        terminalreporter.write_line(
-            f"SKIPPED the deployment test (tests/deployment/): needs {', '.join(missing)}; "
-            f"install them with: {INSTALL_HINT}"
-        )
+    reason = why_skipped()
+    if skipped and reason:
+        terminalreporter.write_line(f"SKIPPED the deployment test (tests/deployment/): {reason}")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -50,16 +50,15 @@ import pytest
 
 from airflow_provider_flowservice.testing.emulator import FlowServiceEmulator, RecordedRequest
 from tests.deployment._cluster import (
-    INSTALL_HINT,
     CeleryDeployment,
     Kill,
     RedisServer,
-    missing_binaries,
+    why_skipped,
 )
 from tests.system._airflow_services import AIRFLOW_CLI, AirflowDeployment, wait_for
 from tests.system._postgres import PostgresCluster
 
-MISSING = missing_binaries()
+SKIP_REASON = why_skipped()
 AIRFLOW_3 = int(__import__("airflow").__version__.split(".")[0]) >= 3
 pytestmark = [
     pytest.mark.skipif(
@@ -67,7 +66,7 @@ pytestmark = [
     ),
     pytest.mark.deployment,
     pytest.mark.timeout(1500),
-    pytest.mark.skipif(bool(MISSING), reason=f"needs {', '.join(MISSING)}: {INSTALL_HINT}"),
+    pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or ""),
     pytest.mark.skipif(not Path(AIRFLOW_CLI).exists(), reason=f"no `airflow` command at {AIRFLOW_CLI}"),
 ]
 

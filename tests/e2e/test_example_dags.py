@@ -5,22 +5,27 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow import __version__ as AIRFLOW_VERSION
 
 from airflow_provider_flowservice.testing.emulator import DEFAULT_FLOW_ID, FlowServiceEmulator
 from tests.e2e.harness import EXAMPLE_DAGS, load_example_dags, run_dag, unix
 
 EXPECTED_DAGS = {"example_flow_service_backfill", "example_flow_service_manual"}
 REPO = EXAMPLE_DAGS.parent
-#: An Airflow 2.11 interpreter: the repository's own (``make install``), else one at /tmp/v2.
-V2_PYTHON = next(
-    (p for p in (REPO / ".venv211/bin/python", Path("/tmp/v2/bin/python")) if p.exists()),
-    Path("/tmp/v2/bin/python"),
+#: An Airflow 2.11 interpreter: this one when it runs Airflow 2 (CI's 2.11 pass), else a second
+#: virtualenv (``make install VENV=.venv-211 AIRFLOW_VERSION=2.11.2``), else one at /tmp/v2.
+V2_CANDIDATES = (REPO / ".venv-211/bin/python", REPO / ".venv211/bin/python", Path("/tmp/v2/bin/python"))
+V2_PYTHON = (
+    Path(sys.executable)
+    if AIRFLOW_VERSION.startswith("2.")
+    else next((p for p in V2_CANDIDATES if p.exists()), V2_CANDIDATES[0])
 )
 
 _PARSE_SCRIPT = """
@@ -52,7 +57,8 @@ def test_example_dags_parse_without_errors() -> None:
 
 
 @pytest.mark.skipif(
-    not V2_PYTHON.exists(), reason="no Airflow 2.11 virtualenv (.venv211 or /tmp/v2; CI runs both lines)"
+    not V2_PYTHON.exists(),
+    reason="no Airflow 2.11 virtualenv: make install VENV=.venv-211 AIRFLOW_VERSION=2.11.2",
 )
 def test_example_dags_parse_on_airflow_2() -> None:
     with tempfile.TemporaryDirectory(prefix="flowservice-v2-parse-") as home:

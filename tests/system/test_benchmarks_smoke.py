@@ -34,8 +34,8 @@ def _run(script: str, *args: str) -> str:
     return result.stdout
 
 
-def test_triggerer_load_quick_prints_both_implementations() -> None:
-    out = _run("triggerer_load.py", "--quick")
+def test_triggerer_load_quick_prints_both_implementations_and_each_rounds_ratio() -> None:
+    out = _run("triggerer_load.py", "--quick", "--repeat", "2")
     lines = out.splitlines()
     ours = [line for line in lines if line.split()[:2] == ["50", "ours"]]
     baseline = [line for line in lines if line.split()[:2] == ["50", "baseline"]]
@@ -44,6 +44,8 @@ def test_triggerer_load_quick_prints_both_implementations() -> None:
     assert ours[0].split()[2] == "50" and ours[0].split()[3] == "1", out
     assert "N=50: ours: token requests 1" in out, out
     assert "CPU per poll ours/baseline" in out, out
+    rounds = [line for line in lines if "each round:" in line]
+    assert len(rounds) == 1 and len(rounds[0].split("each round: ")[1].split(";")[0].split()) == 2, out
     assert "lag ms  start-up  polling" in out, out  # the lag split into its two phases
 
 
