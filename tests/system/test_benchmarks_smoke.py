@@ -76,3 +76,12 @@ def test_startup_floor_prints_both_figures() -> None:
     for label in ("tasks that only sleep", "FlowServiceRunTrigger, to its first sleep"):
         line = next(line for line in out.splitlines() if label in line)
         assert float(line.split(label)[1].split()[0]) >= 0, out
+
+
+def test_poll_breakdown_quick_prints_each_variant_and_each_part() -> None:
+    out = _run("poll_breakdown.py", "--n", "5", "--interval", "0.2", "--polls", "2", "--rounds", "2")
+    for variant in ("floor", "bare-hook", "silent", "ours"):
+        line = next((x for x in out.splitlines() if x.split()[:1] == [variant]), None)
+        assert line is not None and len(line.split("rounds")[1].split()) == 2, out
+    for part in ("the trigger around the request", "our hook over a bare GET", "the trigger's log lines"):
+        assert part in out, out
