@@ -78,7 +78,10 @@ MANUAL_FLOW = "0a1b2c3d-0000-4000-8000-000000000002"
 BACKFILL_FROM = datetime(2026, 1, 1, tzinfo=UTC)
 INTERVALS = 24  # hourly: 2026-01-01T00..23
 MANUAL_RUNS = 3
-FLOW_SECONDS = 20.0  # a flow run's length: long enough for triggers to be held when a triggerer dies
+# A flow run's length: long enough for triggers to be held when a triggerer dies, and for a held
+# run to get its own GET /runs/{id} (the holder's mark, below) in its life: a coalesced trigger
+# sends one every 30 ticks of 2 s, so a 30 s run gets one with a chance of one in two.
+FLOW_SECONDS = 30.0
 MANUAL_FLOW_SECONDS = 10.0
 POLL_INTERVAL = 2
 TRIGGERER_THRESHOLD = 10
@@ -356,10 +359,10 @@ def test_celery_deployment_survives_real_crashes(
         if not held:
             return None
         name, runs = max(held.items(), key=lambda item: len(item[1]))
-        return (name, runs) if len(runs) >= 2 else None
+        return (name, runs) if runs else None
 
     victim, orphaned = _wait(
-        "both triggerers to poll, one holding 2+ running flow runs", busiest_triggerer, 240, cluster
+        "both triggerers to poll, one holding running flow runs", busiest_triggerer, 240, cluster
     )
     in_flight_at["triggerer"] = _in_flight(postgres)
     killed = cluster.kill(victim, "triggerer", note=f"holding {len(orphaned)} running flow runs")
