@@ -133,12 +133,14 @@ def test_token_is_shared_by_hook_instances(em: FlowServiceEmulator) -> None:
 
 
 def test_token_is_renewed_before_expiry(em: FlowServiceEmulator, hook: FlowServiceHook) -> None:
-    em.token_ttl = 1  # renew once less than 0.1 s remains
+    # A 10 s lifetime is renewed once less than 1 s remains: the first two reads have 9 s to use the
+    # token (a 1 s lifetime left 0.75 s, which a loaded CI machine overran), the third comes after.
+    em.token_ttl = 10
     flow = em.add_flow()
     hook.get_flow(flow)
     hook.get_flow(flow)
     assert em.token_requests == 1
-    time.sleep(0.95)
+    time.sleep(9.1)
     hook.get_flow(flow)
     assert em.token_requests == 2
     statuses = [r.fault for r in fs_requests(em)]
