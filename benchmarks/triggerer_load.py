@@ -636,7 +636,7 @@ def measure(
 
 def _row(label: str, r: dict[str, Any], args: argparse.Namespace) -> str:
     n = r["n"]
-    cpu_per_poll_ms = r["cpu"] / max(1, r["get_run"]) * 1000
+    cpu_per_poll_ms = _cpu_per_poll(r) * 1000
     rss_kb = r["rss_delta"] / n / 1024
     traced = r.get("traced_kb")
     traced_txt = f"{traced:8.1f}" if traced is not None else "       -"
@@ -754,8 +754,8 @@ def _verdicts(results: dict[tuple[int, str], dict[str, Any]], args: argparse.Nam
         if (n, "baseline") in results:
             base = results[(n, "baseline")]
             not_finished += n - base["ok"]
-            ours_cpp = ours["cpu"] / max(1, ours["get_run"])
-            base_cpp = base["cpu"] / max(1, base["get_run"])
+            ours_cpp = _cpu_per_poll(ours)
+            base_cpp = _cpu_per_poll(base)
             ratio = ours_cpp / base_cpp if base_cpp else float("nan")
             rounds = ""
             if len(ours["cpu_per_poll_all"]) > 1:  # the median of the rounds' own (paired) ratios
@@ -768,12 +768,12 @@ def _verdicts(results: dict[tuple[int, str], dict[str, Any]], args: argparse.Nam
                   f"(goal <= {GOAL_CPU_RATIO}: {'OK' if ratio <= GOAL_CPU_RATIO else 'MISSED'})")
         if (n, "floor") in results:
             floor = results[(n, "floor")]
-            floor_cpp = floor["cpu"] / max(1, floor["get_run"])
-            above = ours["cpu"] / max(1, ours["get_run"]) - floor_cpp
+            floor_cpp = _cpu_per_poll(floor)
+            above = _cpu_per_poll(ours) - floor_cpp
             versus = ""
             if (n, "baseline") in results:
                 base = results[(n, "baseline")]
-                versus = f"; floor/baseline = {floor_cpp / (base['cpu'] / max(1, base['get_run'])):.2f}"
+                versus = f"; floor/baseline = {floor_cpp / _cpu_per_poll(base):.2f}"
             print(f"N={n}: CPU per poll of bare aiohttp GETs on one session (the floor) = "
                   f"{floor_cpp * 1000:.3f} ms; ours above it {above * 1000:.3f} ms{versus}")
         if n >= 1000:

@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 
 from airflow_provider_flowservice.testing.emulator import RecordedRequest
-from tests.system._airflow_services import AirflowDeployment, Service, free_port, wait_for
+from tests.system._airflow_services import AirflowDeployment, Service, free_port, start_logged, wait_for
 from tests.system._postgres import NO_POSTGRES_ENV, postgres_missing, stop_group
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -62,32 +62,37 @@ class RedisServer:
         self.log_path = workdir / "redis.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+    def __enter__(self) -> RedisServer:
+        """Started; stopped (by PID) even when starting fails."""
         try:
-            self.proc = subprocess.Popen(
-                [
-                    REDIS_SERVER,
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(self.workdir),
-                    "--protected-mode",
-                    "yes",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        finally:
-            log.close()
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.proc = start_logged(
+            [
+                REDIS_SERVER,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--protected-mode",
+                "yes",
+            ],
+            self.log_path,
+        )
         import socket
 
         def ready() -> bool:

@@ -99,24 +99,16 @@ WORKER_PREFIX = "worker-"
 # ---------------------------------------------------------------------------------------------- fixtures
 @pytest.fixture
 def postgres() -> Iterator[PostgresCluster]:
-    cluster = PostgresCluster()
-    try:
-        cluster.start()
+    with PostgresCluster() as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture
 def redis(tmp_path: Path) -> Iterator[RedisServer]:
     workdir = tmp_path / "redis"
     workdir.mkdir()
-    server = RedisServer(workdir)
-    try:
-        server.start()
+    with RedisServer(workdir) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

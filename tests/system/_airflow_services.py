@@ -71,6 +71,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def start_logged(command: list[str], log_path: Path, **popen: Any) -> subprocess.Popen[bytes]:
+    """Start a background server: its output appended to ``log_path``, no stdin, in a process group
+    of its own (so stopping the group ends its children too). ``popen``: more ``Popen`` arguments."""
+    log = open(log_path, "ab")  # noqa: SIM115 - the child owns it; ours is closed once it started
+    try:
+        return subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            **popen,
+        )
+    finally:
+        log.close()
+
+
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.5) -> T:
     """Call ``probe`` until it returns something truthy; raise TimeoutError naming ``what`` when late."""
     deadline = time.monotonic() + timeout
@@ -201,19 +218,7 @@ class AirflowDeployment:
     def start_cli_job(self, name: str, args: list[str]) -> None:
         """Start ``airflow <args>`` in the background like a service (stopped with the services)."""
         log_path = self.service_logs_dir / f"{name}.log"
-        log_file = open(log_path, "ab")  # noqa: SIM115 - the child owns it until stop()
-        try:
-            proc = subprocess.Popen(
-                [AIRFLOW_CLI, *args],
-                env=self.env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.home,
-                start_new_session=True,  # its own process group: stop() ends its children too
-            )
-        finally:
-            log_file.close()
+        proc = start_logged([AIRFLOW_CLI, *args], log_path, env=self.env, cwd=self.home)
         self.services.append(Service(name, proc, log_path))
 
     def default_services(self) -> tuple[str, ...]:

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tests.system._airflow_services import free_port, wait_for
+from tests.system._airflow_services import free_port, start_logged, wait_for
 
 PG_BINARIES = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
 INSTALL_HINT = "apt-get update && apt-get install -y postgresql"
@@ -73,6 +73,18 @@ class PostgresCluster:
         self.log_path = self.root / "postgres.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def __enter__(self) -> PostgresCluster:
+        """Started; stopped (by PID) even when starting fails."""
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def _as_postgres(self) -> dict[str, Any]:
         return {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": [], "cwd": self.root}
 
@@ -95,37 +107,31 @@ class PostgresCluster:
             timeout=120,
             **self._as_postgres(),
         )
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        self.log_path.touch()
         os.chown(self.log_path, self.user.pw_uid, self.user.pw_gid)
-        try:
-            self.proc = subprocess.Popen(
-                [
-                    str(self.bin / "postgres"),
-                    "-D",
-                    str(self.data),
-                    "-p",
-                    str(self.port),
-                    "-c",
-                    "listen_addresses=127.0.0.1",
-                    "-c",
-                    f"unix_socket_directories={self.root}",
-                    "-c",
-                    "max_connections=400",
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                **self._as_postgres(),
-            )
-        finally:
-            log.close()
+        self.proc = start_logged(
+            [
+                str(self.bin / "postgres"),
+                "-D",
+                str(self.data),
+                "-p",
+                str(self.port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={self.root}",
+                "-c",
+                "max_connections=400",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ],
+            self.log_path,
+            **self._as_postgres(),
+        )
 
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:

@@ -118,12 +118,8 @@ def postgres() -> Iterator[PostgresCluster | None]:
     if postgres_missing():
         yield None
         return
-    cluster = PostgresCluster()
-    try:
-        cluster.start()
+    with PostgresCluster() as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="session")

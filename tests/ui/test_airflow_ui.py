@@ -393,6 +393,19 @@ def _check_the_extra_link_while_deferred(
     assert f"/dataflows/{DEFAULT_FLOW_ID}/runs?" in href and f"org={emulator.org_id}" in href
 
 
+def _run_backfill(
+    request: pytest.FixtureRequest, page: Any, dialog: Any, emulator: FlowServiceEmulator
+) -> Any:
+    """Click the dialog's "Run Backfill"; the answer to its ``POST /backfills``. Until the test ends,
+    flow runs last long enough to see a task deferred on a loaded machine."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(_flow_runs_take(emulator, DEFERRED_SECONDS))
+    request.addfinalizer(stack.close)
+    with page.expect_response(lambda r: "/backfills" in r.url and r.request.method == "POST") as answer:
+        dialog.get_by_role("button", name="Run Backfill").click()
+    return answer.value
+
+
 def _backfill_windows(emulator: FlowServiceEmulator) -> list[tuple[int, int]]:
     """Every window the emulator was asked to ingest, but the manual DAG's: sorted, repeats kept."""
     manual = (int(WINDOW[0].timestamp()), int(WINDOW[1].timestamp()))
@@ -426,12 +439,8 @@ def test_backfill_dialog_defaults_on_postgresql_ingest_three_days_once_plus_the_
     days = _days(first, 3)
     latest_day = (int(_midnight(1).timestamp()), int(_midnight(0).timestamp()))
     dialog = _open_backfill_dialog(page, base_url, first, last, runs=3)
-    stack = contextlib.ExitStack()
-    stack.enter_context(_flow_runs_take(emulator, DEFERRED_SECONDS))
-    request.addfinalizer(stack.close)
-    with page.expect_response(lambda r: "/backfills" in r.url and r.request.method == "POST") as answer:
-        dialog.get_by_role("button", name="Run Backfill").click()
-    assert answer.value.status == 200, (answer.value.status, answer.value.text())
+    answer = _run_backfill(request, page, dialog, emulator)
+    assert answer.status == 200, (answer.status, answer.text())
     assert airflow.query("SELECT is_paused FROM dag WHERE dag_id = ?", (BACKFILL,)) == [(False,)]
 
     _check_the_extra_link_while_deferred(page, base_url, emulator, airflow)
@@ -462,18 +471,13 @@ def test_backfill_on_sqlite_of_two_days_dialog_else_cli_ingests_exactly_those_da
     first, last = _midnight(3), _midnight(2)
     days = _days(first, 2)
     dialog = _open_backfill_dialog(page, base_url, first, last, runs=2)
-    # The backfill's flow runs last long enough to see a task deferred on a loaded machine.
-    stack = contextlib.ExitStack()
-    stack.enter_context(_flow_runs_take(emulator, DEFERRED_SECONDS))
-    request.addfinalizer(stack.close)
-    with page.expect_response(lambda r: "/backfills" in r.url and r.request.method == "POST") as answer:
-        dialog.get_by_role("button", name="Run Backfill").click()
-    if answer.value.status == 503:
+    answer = _run_backfill(request, page, dialog, emulator)
+    if answer.status == 503:
         # Airflow 3.3.2 on SQLite (airflow standalone's database) often answers 503 "Database is
         # locked" here (docs/backfills.md). The dialog has unpaused the DAG; the backfill may still
         # have been made. A user then does what the docs say: if none is listed, the CLI, which
         # may meet the same lock: tried again, at most CLI_TRIES times.
-        assert "Database is locked" in answer.value.text() and "SQLite" in answer.value.text()
+        assert "Database is locked" in answer.text() and "SQLite" in answer.text()
         assert airflow.query("SELECT is_paused FROM dag WHERE dag_id = ?", (BACKFILL,)) == [(0,)]
         days_arg = ("--from-date", first.date().isoformat(), "--to-date", last.date().isoformat())
         for _ in range(CLI_TRIES):
@@ -485,7 +489,7 @@ def test_backfill_on_sqlite_of_two_days_dialog_else_cli_ingests_exactly_those_da
         else:
             raise AssertionError(f"`airflow backfill create` met 'database is locked' {CLI_TRIES} times")
     else:
-        assert answer.value.status == 200, (answer.value.status, answer.value.text())
+        assert answer.status == 200, (answer.status, answer.text())
 
     _check_the_extra_link_while_deferred(page, base_url, emulator, airflow)
 
