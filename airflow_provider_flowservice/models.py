@@ -41,7 +41,9 @@ class CreatedRun(NamedTuple):
 
 
 def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
+    if type(value) is int:  # what json gives for the API's numbers: the common case, decided first
+        return value
+    if value is None or isinstance(value, bool):
         return None
     try:
         return int(value)
@@ -83,7 +85,7 @@ def _text(value: Any) -> str | None:
 
 
 def _errors(raw: Any) -> list[RunError]:
-    if not isinstance(raw, list):
+    if not raw or not isinstance(raw, list):  # nearly every poll: an empty list
         return []
     out = []
     for item in raw:
@@ -125,7 +127,7 @@ class FlowRun:
         window_end = _as_seconds(params.get("windowEndTime"))
         activities = item.get("activities")
         for activity in activities if isinstance(activities, list) else []:
-            if not isinstance(activity, Mapping):
+            if type(activity) is not dict and not isinstance(activity, Mapping):
                 continue
             summary = _mapping(activity.get("statusSummary"))
             errors += _errors(summary.get("errors"))

@@ -422,7 +422,9 @@ def client_role(args: argparse.Namespace) -> int:
         await ticker
         return [r is True for r in results], watch
 
-    gc.collect()
+    began = time.perf_counter()
+    gc.collect()  # timed: the floor of any full collection during the pass (Airflow's heap, the runs)
+    gc_before = time.perf_counter() - began
     if args.gc_freeze:
         gc.freeze()  # what is alive now (Airflow, the runs, the triggers) is never traversed again
     import psutil
@@ -452,6 +454,7 @@ def client_role(args: argparse.Namespace) -> int:
         "startup_lag": watch.startup_lag if args.lag else None,
         "polling_lag": watch.polling_lag if args.lag else None,
         "gc_worst": watch.gc_worst,
+        "gc_before": gc_before,
         "rss_delta": watch.rss_peak - rss0,
         "traced_delta": (watch.traced_peak - traced0) if args.tracemalloc else None,
     }
@@ -625,7 +628,7 @@ def measure(
     lagged = run_pass(emulator, token, impl, n, args, lagged=True, log=log)
     result["lag"], result["ok"] = lagged["lag"], min(result["ok"], lagged["ok"])
     result["startup_lag"], result["polling_lag"] = lagged["startup_lag"], lagged["polling_lag"]
-    result["gc_worst"] = lagged.get("gc_worst")
+    result["gc_worst"], result["gc_before"] = lagged.get("gc_worst"), lagged.get("gc_before")
     if not args.no_tracemalloc:
         traced = run_pass(emulator, token, impl, n, args, traced=True, log=log)
         result["traced_kb"] = traced["traced_delta"] / n / 1024
@@ -748,9 +751,10 @@ def _verdicts(results: dict[tuple[int, str], dict[str, Any]], args: argparse.Nam
         ours = results[(n, "ours")]
         not_finished += n - ours["ok"]
         per_run = ours["total"] / n
-        print(f"N={n}: ours: token requests {ours['token_requests']} (goal 1: "
+        # expected values, not issue 13's goals (whose numbers these once looked like)
+        print(f"N={n}: ours: token requests {ours['token_requests']} (expected 1: "
               f"{'OK' if ours['token_requests'] == 1 else 'MISSED'}), HTTP requests per run {per_run:.2f} "
-              f"(goal {args.polls}: {'OK' if abs(per_run - args.polls) < 0.05 else 'MISSED'})")
+              f"(expected K = {args.polls}: {'OK' if abs(per_run - args.polls) < 0.05 else 'MISSED'})")
         if (n, "baseline") in results:
             base = results[(n, "baseline")]
             not_finished += n - base["ok"]
@@ -782,7 +786,12 @@ def _verdicts(results: dict[tuple[int, str], dict[str, Any]], args: argparse.Nam
             worst_kb = max(rss_kb, heap_kb or 0.0)
             lag_ms = ours["lag"] * 1000
             startup, polling, pause = (ours[k] * 1000 for k in ("startup_lag", "polling_lag", "gc_worst"))
-            split = f"start-up {startup:.1f} ms, polling {polling:.1f} ms, longest GC pause {pause:.1f} ms"
+            before = ours.get("gc_before")
+            floor = "" if before is None else (
+                f"; a full collection before any trigger started (Airflow's heap and the runs): "
+                f"{before * 1000:.1f} ms")
+            split = (f"start-up {startup:.1f} ms, polling {polling:.1f} ms, longest GC pause {pause:.1f} ms"
+                     f"{floor}")
             print(f"N={n}: ours: memory per waiting trigger {worst_kb:.1f} KB (RSS {rss_kb:.1f}, heap "
                   f"{'-' if heap_kb is None else f'{heap_kb:.1f}'}; goal < {GOAL_KB_PER_TRIGGER:.0f}: "
                   f"{'OK' if worst_kb < GOAL_KB_PER_TRIGGER else 'MISSED'}), worst loop lag {lag_ms:.1f} ms "

@@ -167,6 +167,16 @@ def test_window_params_in_milliseconds_or_seconds_give_seconds(start: Any, end: 
     assert matches_window(run, "f", 1651584991, 1651585956)
 
 
+@pytest.mark.parametrize("value", [True, False, None, "", "soon", [1], {"ms": 1}, 1e400])
+def test_times_that_are_not_numbers_are_none(value: Any) -> None:
+    """The int fast path must not let a JSON boolean (an int subclass) or anything odd through."""
+    item = {"id": "r", "createdAt": value, "params": {"windowStartTime": value},
+            "metrics": {"durationSummary": {"startedAtUTC": value, "completedAtUTC": value}}}
+    run = FlowRun.from_api(item)
+    assert (run.created_at, run.window_start, run.started_at, run.completed_at) == (None,) * 4
+    assert run.status is FlowRunStatus.UNKNOWN  # no completion time: still running
+
+
 def test_odd_flow_shapes_do_not_raise() -> None:
     flow = Flow.from_api(
         {"id": "f", "transformations": ["x", None, {"params": "y"}], "flowSpec": "z", "scheduleParams": 1}
