@@ -25,7 +25,14 @@ from pathlib import Path
 import psutil
 
 from airflow_provider_flowservice.testing.emulator import RecordedRequest
-from tests.system._airflow_services import AirflowDeployment, Service, free_port, start_logged, wait_for
+from tests.system._airflow_services import (
+    AirflowDeployment,
+    BackgroundServer,
+    Service,
+    free_port,
+    start_logged,
+    wait_for,
+)
 from tests.system._postgres import NO_POSTGRES_ENV, postgres_missing, stop_group
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -53,7 +60,7 @@ def why_skipped() -> str | None:
     return f"needs {', '.join(missing)}; install them with: {INSTALL_HINT}"
 
 
-class RedisServer:
+class RedisServer(BackgroundServer):
     """``redis-server`` on a free port of 127.0.0.1, no persistence."""
 
     def __init__(self, workdir: Path) -> None:
@@ -61,18 +68,6 @@ class RedisServer:
         self.workdir = workdir
         self.log_path = workdir / "redis.log"
         self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> RedisServer:
-        """Started; stopped (by PID) even when starting fails."""
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         self.proc = start_logged(

@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 if TYPE_CHECKING:  # _postgres imports this module
     from tests.system._postgres import PostgresCluster
@@ -86,6 +86,28 @@ def start_logged(command: list[str], log_path: Path, **popen: Any) -> subprocess
         )
     finally:
         log.close()
+
+
+class BackgroundServer:
+    """A server a fixture uses as ``with Server(...) as server:``: started on entry, stopped by its
+    PID on exit, and stopped as well when starting it fails. Subclasses define ``start`` and ``stop``."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.5) -> T:

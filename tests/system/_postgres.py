@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tests.system._airflow_services import free_port, start_logged, wait_for
+from tests.system._airflow_services import BackgroundServer, free_port, start_logged, wait_for
 
 PG_BINARIES = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
 INSTALL_HINT = "apt-get update && apt-get install -y postgresql"
@@ -60,7 +60,7 @@ def stop_group(proc: subprocess.Popen[bytes], sig: signal.Signals, grace: float 
         proc.wait(timeout=5)
 
 
-class PostgresCluster:
+class PostgresCluster(BackgroundServer):
     """``initdb`` + ``postgres`` as the ``postgres`` user in a fresh temp dir; trust auth on 127.0.0.1."""
 
     def __init__(self) -> None:
@@ -72,18 +72,6 @@ class PostgresCluster:
         self.port = free_port()
         self.log_path = self.root / "postgres.log"
         self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> PostgresCluster:
-        """Started; stopped (by PID) even when starting fails."""
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _as_postgres(self) -> dict[str, Any]:
         return {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": [], "cwd": self.root}
