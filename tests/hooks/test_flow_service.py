@@ -517,12 +517,18 @@ def test_429_without_retry_after_is_retried(em: FlowServiceEmulator, hook: FlowS
 @pytest.mark.parametrize("kind", ["seconds", "http-date"])
 def test_retry_after_is_honoured(em: FlowServiceEmulator, kind: str) -> None:
     flow = em.add_flow()
-    value = "1" if kind == "seconds" else formatdate(time.time() + 2, usegmt=True)
+    # An HTTP date has whole seconds: a whole second 2 to 3 s ahead, so the wait it asks for does not
+    # depend on the fraction of a second the test started at (``time.time() + 2`` truncated could
+    # leave well under 1 s once the token request had taken its share).
+    until = int(time.time()) + 3
+    value = "1" if kind == "seconds" else formatdate(until, usegmt=True)
     em.inject("429", retry_after=value)
     hook = FlowServiceHook(retry=RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=5))
     assert hook.get_flow(flow).id == flow
     first, second = fs_requests(em)
     assert second.time - first.time >= 0.9
+    if kind == "http-date":
+        assert second.time >= until - 0.05  # not before the date the server named
 
 
 def test_retry_after_is_honoured_beyond_max_backoff(em: FlowServiceEmulator) -> None:
