@@ -15,8 +15,9 @@ The faults, each on a real process by PID, while that work is in flight:
 
 1. a Celery worker is SIGKILLed (its whole process group) while one of its tasks waits between
    ``POST /runs`` and the answer (the emulator creates the run, then holds the answer);
-2. the triggerer polling the most runs is SIGKILLed; the other must take its triggers over (the
-   health threshold is ``TRIGGERER_THRESHOLD`` s), then the killed one is started again;
+2. once both triggerers heartbeat, the one holding the most running flow runs is SIGKILLed; the
+   other must take its triggers over (the health threshold is ``TRIGGERER_THRESHOLD`` s), then the
+   killed one is started again;
 3. the scheduler is SIGKILLed and started again;
 4. the API server is stopped (SIGTERM) and started again;
 5. Redis is frozen (SIGSTOP) for ``REDIS_PAUSE`` s, then resumed (SIGCONT).
@@ -219,7 +220,16 @@ BACKGROUND: list[Future[Any]] = []
 """The workload's CLI calls running in the background: a failed one fails the current wait at once."""
 
 
-def _wait(what: str, probe: Callable[[], Any], timeout: float, cluster: CeleryDeployment) -> Any:
+def _wait(
+    what: str,
+    probe: Callable[[], Any],
+    timeout: float,
+    cluster: CeleryDeployment,
+    state: Callable[[], str] | None = None,
+) -> Any:
+    """``wait_for`` that also fails at once when a workload call or a service died; on a timeout the
+    message ends with ``state()``, what the probe was looking at (a flaky wait is then explained)."""
+
     def checked() -> Any:
         for future in BACKGROUND:
             if future.done() and future.exception() is not None:
@@ -230,7 +240,12 @@ def _wait(what: str, probe: Callable[[], Any], timeout: float, cluster: CeleryDe
         cluster.sample_owners()
         return probe()
 
-    return wait_for(what, checked, timeout, interval=0.3)
+    try:
+        return wait_for(what, checked, timeout, interval=0.3)
+    except TimeoutError as exc:
+        if state is None:
+            raise
+        raise TimeoutError(f"{exc}; {state()}") from None
 
 
 def _secret_forms(secret: str) -> set[str]:
@@ -337,24 +352,55 @@ def test_celery_deployment_survives_real_crashes(
                 held[owner].add(run_id)
         return held
 
+    def healthy_triggerers() -> int:
+        """Triggerer jobs with a fresh heartbeat in the metadata DB: each can take a dead one's
+        triggers over."""
+        rows = postgres.query(
+            "SELECT 1 FROM job WHERE job_type = 'TriggererJob' AND state = 'running'"
+            " AND latest_heartbeat > now() - %s * interval '1 second'",
+            (TRIGGERER_THRESHOLD,),
+        )
+        return len(rows)
+
     def busiest_triggerer() -> tuple[str, set[str]] | None:
-        now = time.time()
-        polling = {  # a triggerer lists or reads runs only while it holds triggers
-            cluster.sender_of(r)
-            for r in emulator.requests
-            if r.method == "GET" and (r.path.rstrip("/").endswith("/runs") or "/runs/" in r.path)
-            if now - r.time < 2 * POLL_INTERVAL + 1
-        }
-        if len({o for o in polling if o and o.startswith(TRIGGERER_PREFIX)}) < 2:
-            return None  # wait until both triggerers hold triggers
+        # Both triggerers up; the survivor need not hold triggers yet. Airflow does not share
+        # triggers evenly (each triggerer claims every unassigned one it finds, first come): this
+        # test saw all of them on one triggerer for long stretches, and a CI run whose wait needed
+        # both to poll at once timed out after the whole workload had ended.
+        if healthy_triggerers() < 2:
+            return None
         held = held_runs()
         if not held:
             return None
         name, runs = max(held.items(), key=lambda item: len(item[1]))
         return (name, runs) if runs else None
 
+    wait_began = time.time()
+
+    def triggerer_state() -> str:
+        """What busiest_triggerer() saw, for a timeout's message."""
+        ends_at = {
+            run["id"]: run["createdAt"] / 1000 + FLOW_SECONDS for run in emulator.runs_for_flow(INTERVAL_FLOW)
+        }
+        reads_of_running: Counter[str | None] = Counter(
+            cluster.sender_of(r)
+            for r in emulator.requests
+            if r.time >= wait_began and r.method == "GET" and "/runs/" in r.path
+            if ends_at.get(r.path.rsplit("/", 1)[-1], 0.0) > r.time + POLL_INTERVAL
+        )
+        rows = postgres.query("SELECT triggerer_id, count(*) FROM trigger GROUP BY triggerer_id")
+        return (
+            f"healthy triggerers {healthy_triggerers()}, GET /runs/{{id}} of running runs since the wait "
+            f"began by sender {dict(reads_of_running)}, trigger rows by triggerer job {rows}, "
+            f"DAG runs in flight {_in_flight(postgres)}"
+        )
+
     victim, orphaned = _wait(
-        "both triggerers to poll, one holding running flow runs", busiest_triggerer, 240, cluster
+        "both triggerers up, one holding running flow runs",
+        busiest_triggerer,
+        240,
+        cluster,
+        state=triggerer_state,
     )
     in_flight_at["triggerer"] = _in_flight(postgres)
     killed = cluster.kill(victim, "triggerer", note=f"holding {len(orphaned)} running flow runs")
