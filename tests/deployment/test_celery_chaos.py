@@ -335,6 +335,12 @@ def test_celery_deployment_survives_real_crashes(
     # recent GET /runs/{id} mostly means "this trigger just fired". A run's holder is the triggerer that
     # sent the last GET /runs/{id} for it; it still holds the trigger only while the run has not ended
     # on the emulator (a trigger cannot fire before): those runs, ending after the kill, are orphaned.
+    def interval_runs_end_at() -> dict[str, float]:
+        """When each flow run of the backfill ends on the emulator (unix seconds)."""
+        return {
+            run["id"]: run["createdAt"] / 1000 + FLOW_SECONDS for run in emulator.runs_for_flow(INTERVAL_FLOW)
+        }
+
     def held_runs() -> dict[str, set[str]]:
         now = time.time()
         holder: dict[str, str] = {}
@@ -343,9 +349,7 @@ def test_celery_deployment_survives_real_crashes(
                 owner = cluster.sender_of(request)
                 if owner and owner.startswith(TRIGGERER_PREFIX):
                     holder[request.path.rsplit("/", 1)[-1]] = owner
-        ends_at = {
-            run["id"]: run["createdAt"] / 1000 + FLOW_SECONDS for run in emulator.runs_for_flow(INTERVAL_FLOW)
-        }
+        ends_at = interval_runs_end_at()
         held: dict[str, set[str]] = defaultdict(set)
         for run_id, owner in holder.items():
             if ends_at.get(run_id, 0.0) > now + POLL_INTERVAL:  # still running well after the kill
@@ -379,9 +383,7 @@ def test_celery_deployment_survives_real_crashes(
 
     def triggerer_state() -> str:
         """What busiest_triggerer() saw, for a timeout's message."""
-        ends_at = {
-            run["id"]: run["createdAt"] / 1000 + FLOW_SECONDS for run in emulator.runs_for_flow(INTERVAL_FLOW)
-        }
+        ends_at = interval_runs_end_at()
         reads_of_running: Counter[str | None] = Counter(
             cluster.sender_of(r)
             for r in emulator.requests
